@@ -1,0 +1,35 @@
+# Finds what lumi::lumi links against. Used by lumi's own build and by the installed lumiConfig.cmake.
+include(CMakeFindDependencyMacro)
+
+if(NOT TARGET torch)
+  find_dependency(Torch)
+endif()
+if(DEFINED Torch_VERSION AND Torch_VERSION VERSION_LESS 1.13)
+  message(FATAL_ERROR
+    "lumi needs LibTorch 1.13 or newer; found ${Torch_VERSION} (${Torch_DIR}). "
+    "Install Debian's libtorch-dev (scripts/setup.sh) or PyPI's torch 2.x (scripts/setup.sh --torch2).")
+endif()
+
+find_dependency(Boost 1.81 CONFIG COMPONENTS json)
+find_dependency(range-v3 CONFIG)
+
+if(NOT TARGET lumi::sentencepiece)
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(LUMI_SPM QUIET IMPORTED_TARGET GLOBAL sentencepiece)
+  endif()
+  if(TARGET PkgConfig::LUMI_SPM)
+    add_library(lumi::sentencepiece ALIAS PkgConfig::LUMI_SPM)
+  else()
+    find_path(LUMI_SPM_INCLUDE sentencepiece_processor.h)
+    find_library(LUMI_SPM_LIB sentencepiece)
+    find_library(LUMI_SPM_TRAIN_LIB sentencepiece_train)
+    if(NOT LUMI_SPM_INCLUDE OR NOT LUMI_SPM_LIB OR NOT LUMI_SPM_TRAIN_LIB)
+      message(FATAL_ERROR "lumi needs SentencePiece (Debian: libsentencepiece-dev; run scripts/setup.sh)")
+    endif()
+    add_library(lumi_sentencepiece INTERFACE IMPORTED GLOBAL)
+    target_include_directories(lumi_sentencepiece INTERFACE "${LUMI_SPM_INCLUDE}")
+    target_link_libraries(lumi_sentencepiece INTERFACE "${LUMI_SPM_LIB}" "${LUMI_SPM_TRAIN_LIB}")
+    add_library(lumi::sentencepiece ALIAS lumi_sentencepiece)
+  endif()
+endif()
