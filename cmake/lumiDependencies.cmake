@@ -35,3 +35,15 @@ if(NOT TARGET lumi::sentencepiece)
     "${LUMI_SPM_TRAIN_LIB}" "${LUMI_SPM_LIB}" "${LUMI_PROTOBUF_LITE}" Threads::Threads)
   add_library(lumi::sentencepiece ALIAS lumi_sentencepiece)
 endif()
+
+# Imported targets are directory-scoped: make them visible to a parent project that added lumi with
+# add_subdirectory or FetchContent, since lumi::lumi names them in its interface.
+if(DEFINED LUMI_TOP_LEVEL AND NOT LUMI_TOP_LEVEL)
+  get_property(lumi_imported DIRECTORY PROPERTY IMPORTED_TARGETS)
+  foreach(t IN LISTS lumi_imported)
+    get_target_property(lumi_is_global ${t} IMPORTED_GLOBAL)
+    if(NOT lumi_is_global)
+      set_property(TARGET ${t} PROPERTY IMPORTED_GLOBAL TRUE)
+    endif()
+  endforeach()
+endif()
