@@ -20,7 +20,7 @@ struct Named {
 };
 
 // Name -> preset, so one binary can still pick a preset by name; smallest first.
-inline constexpr std::array all{Named{"nano", nano},     Named{"micro", micro},   Named{"tiny", tiny},
+inline constexpr std::array all{Named{"nano", nano},   Named{"micro", micro},   Named{"tiny", tiny},
                                 Named{"small", small}, Named{"medium", medium}, Named{"base", base}};
 
 constexpr std::optional<ModelSpec> find(std::string_view name) {
@@ -35,7 +35,8 @@ template <class F>
 bool visit(std::string_view name, F&& f) {
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
         return ((all[I].name == name ? (f.template operator()<all[I].spec>(), true) : false) || ...);
-    }(std::make_index_sequence<all.size()>{});
+    }
+    (std::make_index_sequence<all.size()>{});
 }
 
 }  // namespace lumi::presets

@@ -7,8 +7,13 @@
 
 namespace {
 
-constexpr lumi::ModelSpec valid{.vocab_size = 64, .n_layer = 2, .d_model = 32, .n_head = 4, .n_kv_head = 2,
-                                .ffn_hidden = 64, .context = 16};
+constexpr lumi::ModelSpec valid{.vocab_size = 64,
+                                .n_layer = 2,
+                                .d_model = 32,
+                                .n_head = 4,
+                                .n_kv_head = 2,
+                                .ffn_hidden = 64,
+                                .context = 16};
 
 #if LUMI_CASE == 0
 static_assert(lumi::model::check_spec<valid>());

@@ -35,7 +35,8 @@ TEST(Attention, CausalMaskAlignsQueriesWithTheLastKeys) {
 TEST(Attention, FusedAndMathKernelsAgreeInFloat32) {
 #if LUMI_HAS_SDPA
     torch::manual_seed(0);
-    const auto q = torch::randn({2, 4, 17, 16}), k = torch::randn({2, 4, 17, 16}), v = torch::randn({2, 4, 17, 16});
+    const auto q = torch::randn({2, 4, 17, 16}), k = torch::randn({2, 4, 17, 16}),
+               v = torch::randn({2, 4, 17, 16});
     const auto fused = lumi::model::attention(q, k, v, AttentionKernel::fused);
     const auto math = lumi::model::attention(q, k, v, AttentionKernel::math);
     EXPECT_LE((fused - math).abs().max().item<double>(), 1e-5);

@@ -6,8 +6,14 @@
 
 namespace {
 
-constexpr lumi::ModelSpec four{.vocab_size = 8, .n_layer = 1, .d_model = 4, .n_head = 2, .n_kv_head = 2,
-                               .ffn_hidden = 8, .context = 4, .norm_eps = 1e-6};
+constexpr lumi::ModelSpec four{.vocab_size = 8,
+                               .n_layer = 1,
+                               .d_model = 4,
+                               .n_head = 2,
+                               .n_kv_head = 2,
+                               .ffn_hidden = 8,
+                               .context = 4,
+                               .norm_eps = 1e-6};
 
 TEST(RMSNorm, MatchesHandComputedValues) {
     lumi::model::RMSNorm<four> norm;

@@ -13,9 +13,7 @@ TEST(RotaryEmbedding, DotProductDependsOnlyOnRelativePosition) {
     torch::manual_seed(3);
     const auto q = torch::randn({1, 1, 1, 8}, torch::kFloat64).to(torch::kFloat32);
     const auto k = torch::randn({1, 1, 1, 8}, torch::kFloat64).to(torch::kFloat32);
-    auto dot = [&](std::int64_t m, std::int64_t n) {
-        return (rope(q, m) * rope(k, n)).sum().item<double>();
-    };
+    auto dot = [&](std::int64_t m, std::int64_t n) { return (rope(q, m) * rope(k, n)).sum().item<double>(); };
     for (std::int64_t offset : {1, 5, 17}) {
         EXPECT_NEAR(dot(3, 3 + offset), dot(20, 20 + offset), 1e-5) << "offset " << offset;
         EXPECT_NEAR(dot(0, offset), dot(30, 30 + offset), 1e-5) << "offset " << offset;

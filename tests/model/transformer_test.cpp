@@ -44,7 +44,8 @@ TEST(Transformer, TiedEmbeddingsShareTheMatrixAndCountItOnce) {
     EXPECT_EQ(model->parameter_count(), lumi::parameter_count(tied));
     const auto ids = random_ids(1, 5, 61, 2);
     const auto hidden = model->model->forward(ids);
-    EXPECT_TRUE(torch::allclose(model->forward(ids), torch::matmul(hidden, model->model->embed_tokens->weight.t())));
+    EXPECT_TRUE(
+        torch::allclose(model->forward(ids), torch::matmul(hidden, model->model->embed_tokens->weight.t())));
 }
 
 TEST(Transformer, IsCausal) {
@@ -76,8 +77,13 @@ TEST(Transformer, SameSeedSameWeightsOtherSeedOtherWeights) {
 }
 
 TEST(Transformer, InitialisationScalesResidualProjections) {
-    constexpr lumi::ModelSpec wide{.vocab_size = 512, .n_layer = 8, .d_model = 128, .n_head = 2,
-                                   .n_kv_head = 2, .ffn_hidden = 512, .context = 8};
+    constexpr lumi::ModelSpec wide{.vocab_size = 512,
+                                   .n_layer = 8,
+                                   .d_model = 128,
+                                   .n_head = 2,
+                                   .n_kv_head = 2,
+                                   .ffn_hidden = 512,
+                                   .context = 8};
     lumi::Transformer<wide> model;
     const auto p = model->named_parameters();
     EXPECT_NEAR(p["model.embed_tokens.weight"].std().item<double>(), 0.02, 0.001);

@@ -10,7 +10,8 @@
 
 namespace lumi::model {
 
-// fused: LibTorch's scaled_dot_product_attention (2.x only); math: softmax(q k^T / sqrt(d) + mask) v written out.
+// fused: LibTorch's scaled_dot_product_attention (2.x only); math: softmax(q k^T / sqrt(d) + mask) v written
+// out.
 enum class AttentionKernel { fused, math };
 
 inline constexpr AttentionKernel default_attention_kernel =
@@ -33,8 +34,10 @@ inline torch::Tensor attention_math(const torch::Tensor& q, const torch::Tensor&
 
 #if LUMI_HAS_SDPA
 inline torch::Tensor attention_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-    if (q.size(-2) == k.size(-2)) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-    return at::scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2), k.size(-2), q.device()), 0.0, false);
+    if (q.size(-2) == k.size(-2))
+        return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    return at::scaled_dot_product_attention(q, k, v, causal_mask(q.size(-2), k.size(-2), q.device()), 0.0,
+                                            false);
 }
 #endif
 
@@ -56,7 +59,7 @@ template <ModelSpec S, class Adapt>
 class AttentionImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     using QProj = typename Adapt::template linear<S, Role::q>;
     using KProj = typename Adapt::template linear<S, Role::k>;
     using VProj = typename Adapt::template linear<S, Role::v>;

@@ -11,7 +11,7 @@ template <ModelSpec S, class Adapt>
 class BlockImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     BlockImpl()
         : input_layernorm(register_module("input_layernorm", RMSNorm<S>())),
           self_attn(register_module("self_attn", Attention<S, Adapt>())),

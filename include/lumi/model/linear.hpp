@@ -6,7 +6,7 @@ namespace lumi::model {
 
 // A bias-free projection y = x W^T; `weight` is [out, in] as in Hugging Face checkpoints.
 class LinearImpl : public torch::nn::Module {
-public:
+  public:
     LinearImpl(std::int64_t in_features, std::int64_t out_features)
         : weight(register_parameter("weight", torch::empty({out_features, in_features}))) {}
 

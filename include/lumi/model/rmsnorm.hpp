@@ -10,7 +10,7 @@ template <ModelSpec S>
 class RMSNormImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     RMSNormImpl() : weight(register_parameter("weight", torch::ones({S.d_model}))) {}
 
     torch::Tensor forward(const torch::Tensor& x) {

@@ -13,7 +13,7 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
     static_assert(S.head_dim() % 2 == 0, "lumi: RoPE rotates pairs of dimensions: head_dim must be even");
 
-public:
+  public:
     RotaryEmbeddingImpl() {
         const auto half = torch::arange(0, S.head_dim(), 2, torch::kFloat64) / double(S.head_dim());
         const auto inv_freq = torch::pow(S.rope_theta, -half);
@@ -29,7 +29,8 @@ public:
         const auto len = x.size(-2);
         if (start < 0 || start + len > S.context)
             throw Error("RotaryEmbedding: positions " + std::to_string(start) + ".." +
-                        std::to_string(start + len - 1) + " exceed the context of " + std::to_string(S.context));
+                        std::to_string(start + len - 1) + " exceed the context of " +
+                        std::to_string(S.context));
         const auto c = cos.narrow(0, start, len).to(x.scalar_type());
         const auto s = sin.narrow(0, start, len).to(x.scalar_type());
         return x * c + rotate_half(x) * s;

@@ -30,7 +30,9 @@ struct ModelSpec {
     constexpr std::int64_t query_groups() const { return n_head / n_kv_head; }
 };
 
-constexpr std::int64_t embedding_parameters(const ModelSpec& s) { return s.vocab_size * s.d_model; }
+constexpr std::int64_t embedding_parameters(const ModelSpec& s) {
+    return s.vocab_size * s.d_model;
+}
 
 constexpr std::int64_t block_parameters(const ModelSpec& s) {
     const std::int64_t attention = 2 * s.d_model * s.d_model + 2 * s.d_model * s.kv_dim();  // q, o and k, v
@@ -46,7 +48,9 @@ constexpr std::int64_t parameter_count_of(const ModelSpec& s) {
 }
 
 // Compile-time form, for presets: `static_assert(parameter_count(tiny) == 23'072'000)`.
-consteval std::int64_t parameter_count(ModelSpec s) { return parameter_count_of(s); }
+consteval std::int64_t parameter_count(ModelSpec s) {
+    return parameter_count_of(s);
+}
 
 namespace model {
 

@@ -11,7 +11,7 @@ template <ModelSpec S, class Adapt>
 class SwiGLUImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     using GateProj = typename Adapt::template linear<S, Role::gate>;
     using UpProj = typename Adapt::template linear<S, Role::up>;
     using DownProj = typename Adapt::template linear<S, Role::down>;
@@ -21,7 +21,9 @@ public:
           up_proj(register_module("up_proj", UpProj(S.d_model, S.ffn_hidden))),
           down_proj(register_module("down_proj", DownProj(S.ffn_hidden, S.d_model))) {}
 
-    torch::Tensor forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+    torch::Tensor forward(const torch::Tensor& x) {
+        return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+    }
 
     void init(at::Generator& gen, double std, double residual_std) {
         gate_proj->init(gen, std);

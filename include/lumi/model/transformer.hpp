@@ -27,7 +27,7 @@ template <ModelSpec S, class Adapt>
 class DecoderImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     DecoderImpl()
         : embed_tokens(register_module("embed_tokens", torch::nn::Embedding(S.vocab_size, S.d_model))),
           layers(register_module("layers", torch::nn::ModuleList())),
@@ -60,7 +60,7 @@ template <ModelSpec S, class Adapt = Dense>
 class TransformerImpl : public torch::nn::Module {
     static_assert(check_spec<S>());
 
-public:
+  public:
     static constexpr ModelSpec spec = S;
     using Adaptation = Adapt;
 
@@ -127,9 +127,10 @@ template <ModelSpec S>
 std::string describe() {
     std::ostringstream os;
     const auto params = parameter_count(S);
-    os << "layers " << S.n_layer << ", d_model " << S.d_model << ", heads " << S.n_head << " (kv " << S.n_kv_head
-       << ", head dim " << S.head_dim() << "), SwiGLU " << S.ffn_hidden << ", vocab " << S.vocab_size
-       << ", context " << S.context << (S.tie_embeddings ? ", tied embeddings" : ", untied embeddings") << "\n"
+    os << "layers " << S.n_layer << ", d_model " << S.d_model << ", heads " << S.n_head << " (kv "
+       << S.n_kv_head << ", head dim " << S.head_dim() << "), SwiGLU " << S.ffn_hidden << ", vocab "
+       << S.vocab_size << ", context " << S.context
+       << (S.tie_embeddings ? ", tied embeddings" : ", untied embeddings") << "\n"
        << "parameters " << params << " (embeddings " << embedding_parameters(S) << ", blocks "
        << S.n_layer * block_parameters(S) << (S.tie_embeddings ? "" : ", LM head ")
        << (S.tie_embeddings ? std::string() : std::to_string(embedding_parameters(S))) << ")\n"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates .venv-torch2: PyPI's torch 2.x (the LibTorch the field builds against) plus the Python libraries the
+# interop tests compare lumi with. Idempotent: an environment with the pinned versions is kept.
+# Note: PyPI's Linux torch wheel is the CUDA build; with its CUDA libraries it downloads several GB.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${LUMI_TORCH2_VENV:-$root/.venv-torch2}
+torch_version=${LUMI_TORCH2_VERSION:-2.11.0}
+python=${PYTHON:-python3}
+
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" - "$torch_version" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+sys.exit(0 if md.version("torch") == sys.argv[1] else 1)
+PY
+then
+  echo "setup_torch2.sh: $venv already has torch $torch_version"
+else
+  echo "setup_torch2.sh: creating $venv with torch $torch_version from PyPI (several GB with its CUDA libraries)"
+  start=$(date +%s)
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q "torch==$torch_version" numpy
+  echo "setup_torch2.sh: torch installed in $(( $(date +%s) - start )) s"
+fi
+echo "setup_torch2.sh: configure lumi with -DLUMI_TORCH2_VENV=$venv"

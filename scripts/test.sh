@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian 12 machine: set-up, build, every test, against both LibTorch lines
+# (Debian's 1.13 and PyPI's torch 2.x). Fails on the first failure.
+#   scripts/test.sh              both lines
+#   scripts/test.sh --debian     Debian's LibTorch 1.13 only (fastest set-up)
+#   scripts/test.sh --torch2     PyPI's torch 2.x only
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+lines=(debian torch2)
+case "${1:-}" in
+  "") ;;
+  --debian) lines=(debian) ;;
+  --torch2) lines=(torch2) ;;
+  *) echo "test.sh: unknown option '$1' (expected --debian or --torch2)" >&2; exit 2 ;;
+esac
+
+setup_flags=()
+[[ " ${lines[*]} " == *" torch2 "* ]] && setup_flags+=(--torch2)
+scripts/setup.sh "${setup_flags[@]}"
+
+jobs=$(nproc)
+for line in "${lines[@]}"; do
+  build="build-ci-$line"
+  flags=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
+  [ "$line" = torch2 ] && flags+=("-DLUMI_TORCH2_VENV=${LUMI_TORCH2_VENV:-$root/.venv-torch2}")
+  echo "=== LibTorch line '$line': configure and build ($build)"
+  start=$(date +%s)
+  cmake -S . -B "$build" "${flags[@]}" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+  cmake --build "$build" -j "$jobs"
+  echo "=== LibTorch line '$line': built in $(( $(date +%s) - start )) s; running the tests"
+  start=$(date +%s)
+  ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
+  echo "=== LibTorch line '$line': tests passed in $(( $(date +%s) - start )) s"
+done
