@@ -14,6 +14,8 @@ for arg in "$@"; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
@@ -40,8 +42,6 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "setup.sh: all ${#packages[@]} Debian packages already installed"
 else
   echo "setup.sh: installing ${#missing[@]} Debian packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -55,8 +55,6 @@ if [ -f "$spm_prefix/lib/libsentencepiece.a" ] && [ -f "$spm_prefix/include/sent
   echo "setup.sh: SentencePiece already built in $spm_prefix"
 else
   echo "setup.sh: building SentencePiece 0.1.97 from Debian's source package into $spm_prefix (about a minute)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if ! apt-get source --print-uris sentencepiece >/dev/null 2>&1; then
     echo "setup.sh: enabling Debian's source packages (deb-src) in /etc/apt/sources.list.d/lumi-deb-src.sources"
     for f in /etc/apt/sources.list.d/*.sources; do
