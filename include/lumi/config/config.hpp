@@ -38,6 +38,7 @@
 
 #include "lumi/config/field_names.hpp"
 #include "lumi/core/error.hpp"
+#include "lumi/core/files.hpp"
 
 namespace lumi::config {
 
@@ -632,30 +633,9 @@ inline json::value read_json_file(const std::filesystem::path& file) {
     return parser.release();
 }
 
-// Writes to a temporary file in the same directory, then renames: a reader never sees half a file.
+// Written atomically: a reader never sees half a file.
 inline void write_json_file(const json::value& value, const std::filesystem::path& file) {
-    namespace fs = std::filesystem;
-    std::error_code ignored;
-    if (file.has_parent_path()) fs::create_directories(file.parent_path(), ignored);
-    fs::path temporary = file;
-    temporary.replace_filename("." + file.filename().string() + "." + std::to_string(std::random_device{}()) +
-                               ".tmp");
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        out << format_json(value);
-        out.close();
-        if (!out) {
-            const std::string reason = std::strerror(errno);
-            fs::remove(temporary, ignored);
-            throw lumi::Error(file.string() + ": cannot write the file: " + reason);
-        }
-    }
-    std::error_code error;
-    fs::rename(temporary, file, error);
-    if (error) {
-        fs::remove(temporary, ignored);
-        throw lumi::Error(file.string() + ": cannot write the file: " + error.message());
-    }
+    lumi::write_file_atomic(file, format_json(value));
 }
 
 // The settings in `file` (or the defaults), then each `--set a.b=value` in order, read strictly.
