@@ -15,9 +15,13 @@ namespace lumi {
 
 namespace detail {
 inline std::filesystem::path sibling_temporary(const std::filesystem::path& target) {
+    std::string name = ".";  // built with += : GCC 12 misreports "." + std::string&& as an overflow
+    name += target.filename().string();
+    name += ".";
+    name += std::to_string(std::random_device{}());
+    name += ".tmp";
     std::filesystem::path temporary = target;
-    temporary.replace_filename("." + target.filename().string() + "." +
-                               std::to_string(std::random_device{}()) + ".tmp");
+    temporary.replace_filename(name);
     return temporary;
 }
 }  // namespace detail

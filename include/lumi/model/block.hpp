@@ -19,7 +19,12 @@ class BlockImpl : public torch::nn::Module {
           mlp(register_module("mlp", SwiGLU<S, Adapt>())) {}
 
     torch::Tensor forward(const torch::Tensor& x, RotaryEmbedding<S>& rope, std::int64_t start = 0) {
-        const auto h = x + self_attn->forward(input_layernorm(x), rope, start);
+        return forward(x, rope, Context{.start = start}, 0);
+    }
+
+    torch::Tensor forward(const torch::Tensor& x, RotaryEmbedding<S>& rope, const Context& ctx,
+                          std::int64_t layer) {
+        const auto h = x + self_attn->forward(input_layernorm(x), rope, ctx, layer);
         return h + mlp(post_attention_layernorm(h));
     }
 

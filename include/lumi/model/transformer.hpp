@@ -40,9 +40,10 @@ class DecoderImpl : public torch::nn::Module {
     }
 
     // ids: [B, T] int64 at positions start .. start + T - 1 -> hidden states [B, T, d_model].
-    torch::Tensor forward(const torch::Tensor& ids, std::int64_t start = 0) {
+    torch::Tensor forward(const torch::Tensor& ids, const Context& ctx = {}) {
         auto x = embed_tokens(ids);
-        for (auto& block : blocks) x = block->forward(x, rotary_emb, start);
+        for (std::size_t i = 0; i < blocks.size(); ++i)
+            x = blocks[i]->forward(x, rotary_emb, ctx, std::int64_t(i));
         return norm(x);
     }
 
@@ -68,16 +69,22 @@ class TransformerImpl : public torch::nn::Module {
         : model(register_module("model", Decoder<S, Adapt>())),
           lm_head(S.tie_embeddings ? nullptr : register_module("lm_head", Linear(S.d_model, S.vocab_size))) {
         initialize(init);
+        if constexpr (requires(torch::nn::Module & m) { Adapt::prepare(m); }) Adapt::prepare(*this);
     }
 
     // Logits for every position.
     torch::Tensor forward(const torch::Tensor& ids, std::int64_t start = 0) {
-        return head(model->forward(ids, start));
+        return head(model->forward(ids, Context{.start = start}));
+    }
+
+    // Logits with an attention mask and/or a KV cache (generation, packed instruction data).
+    torch::Tensor forward(const torch::Tensor& ids, const Context& ctx) {
+        return head(model->forward(ids, ctx));
     }
 
     // Logits and the mean next-token loss; targets[b, t] is the token expected after ids[b, t].
-    Output forward(const torch::Tensor& ids, const torch::Tensor& targets) {
-        auto logits = forward(ids);
+    Output forward(const torch::Tensor& ids, const torch::Tensor& targets, const Context& ctx = {}) {
+        auto logits = forward(ids, ctx);
         auto loss = torch::nn::functional::cross_entropy(
             logits.view({-1, S.vocab_size}).to(torch::kFloat32), targets.reshape({-1}),
             torch::nn::functional::CrossEntropyFuncOptions().ignore_index(ignore_index));

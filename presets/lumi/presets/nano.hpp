@@ -1,5 +1,6 @@
 #pragma once
 
+#include <lumi/lora/spec.hpp>
 #include <lumi/model/spec.hpp>
 
 namespace lumi::presets {
@@ -13,5 +14,9 @@ inline constexpr ModelSpec nano{.vocab_size = 4096,
                                 .ffn_hidden = 768,
                                 .context = 256};
 static_assert(parameter_count(nano) == 3'933'888);
+
+// LoRA for nano on 2 CPU cores: rank 16, alpha 32, every projection.
+inline constexpr LoraSpec nano_lora{.rank = 16, .alpha = 32, .dropout = 0.05, .targets = lora::all_roles};
+static_assert(lora::parameter_count(nano, nano_lora) == 282'624);
 
 }  // namespace lumi::presets

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <lumi/lora/spec.hpp>
 #include <lumi/model/spec.hpp>
 
 namespace lumi::presets {
@@ -14,5 +15,9 @@ inline constexpr ModelSpec tiny{.vocab_size = 32768,
                                 .ffn_hidden = 1024,
                                 .context = 1024};
 static_assert(parameter_count(tiny) == 23'072'000);
+
+// The original's LoRA for tiny (lora_tiny_23m): rank 32, alpha 64 on q, k, v, o, gate, up, down.
+inline constexpr LoraSpec tiny_lora{.rank = 32, .alpha = 64, .dropout = 0.05, .targets = lora::all_roles};
+static_assert(lora::parameter_count(tiny, tiny_lora) == 1'130'496);
 
 }  // namespace lumi::presets
