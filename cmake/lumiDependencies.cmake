@@ -12,6 +12,22 @@ endif()
 
 find_dependency(Boost 1.81 CONFIG COMPONENTS json)
 find_dependency(range-v3 CONFIG)
+find_dependency(ZLIB)
+
+# utf8proc (NFKC) and zstd through their headers and libraries: neither ships a CMake package everywhere.
+foreach(lumi_lib IN ITEMS utf8proc zstd)
+  if(NOT TARGET lumi::${lumi_lib})
+    find_path(LUMI_${lumi_lib}_INCLUDE ${lumi_lib}.h)
+    find_library(LUMI_${lumi_lib}_LIB ${lumi_lib})
+    if(NOT LUMI_${lumi_lib}_INCLUDE OR NOT LUMI_${lumi_lib}_LIB)
+      message(FATAL_ERROR "lumi needs ${lumi_lib}: install libutf8proc-dev and libzstd-dev (scripts/setup.sh)")
+    endif()
+    add_library(lumi_${lumi_lib} INTERFACE IMPORTED GLOBAL)
+    target_include_directories(lumi_${lumi_lib} INTERFACE "${LUMI_${lumi_lib}_INCLUDE}")
+    target_link_libraries(lumi_${lumi_lib} INTERFACE "${LUMI_${lumi_lib}_LIB}")
+    add_library(lumi::${lumi_lib} ALIAS lumi_${lumi_lib})
+  endif()
+endforeach()
 
 # SentencePiece as built by scripts/setup.sh against the system protobuf (Debian's binary package cannot share
 # a process with Debian's LibTorch: see scripts/setup.sh).

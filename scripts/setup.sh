@@ -24,7 +24,7 @@ packages=(
   sentencepiece protobuf-compiler libprotobuf-dev
   librange-v3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libzstd-dev
+  zlib1g-dev libzstd-dev libutf8proc-dev
 )
 
 if [ ! -r /etc/debian_version ] || ! command -v dpkg-query >/dev/null 2>&1; then

@@ -22,4 +22,17 @@ else
   "$venv/bin/pip" install -q "torch==$torch_version" numpy
   echo "setup_torch2.sh: torch installed in $(( $(date +%s) - start )) s"
 fi
+# The interop tests' peers. transformers 4.57 is the last line whose slow LlamaTokenizer runs SentencePiece
+# itself (5.x re-implements it and skips its normaliser); PEFT 0.17 is the release made for it.
+interop=(transformers==4.57.6 peft==0.17.1 safetensors==0.6.2 sentencepiece==0.2.1 protobuf==5.29.5)
+if ! "$venv/bin/python" - "${interop[@]}" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+sys.exit(0 if all(md.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
+PY
+then
+  echo "setup_torch2.sh: installing ${interop[*]}"
+  start=$(date +%s)
+  "$venv/bin/pip" install -q "${interop[@]}"
+  echo "setup_torch2.sh: interop libraries installed in $(( $(date +%s) - start )) s"
+fi
 echo "setup_torch2.sh: configure lumi with -DLUMI_TORCH2_VENV=$venv"

@@ -1,0 +1,143 @@
+// Stages 06 and 08: WikiText-2 perplexity (token, word, byte, bits per byte), BoolQ and the smoke prompts for
+// one checkpoint; writes results.json and prints a table, or compares two results files.
+//   lumi_evaluate_nano --set checkpoint=runs/nano/pretrain/final --set tokenizer=runs/nano/tokenizer \
+//       --set perplexity.file=../shared/data/wikitext-2/test.txt --set boolq.file=...
+//   lumi_evaluate_nano --compare runs/nano/eval_pretrain/results.json runs/nano/eval_sft/results.json
+#include <chrono>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include <lumi/config/config.hpp>
+#include <lumi/eval/boolq.hpp>
+#include <lumi/eval/generate.hpp>
+#include <lumi/eval/perplexity.hpp>
+#include <lumi/eval/prompt.hpp>
+#include <lumi/eval/results.hpp>
+#include <lumi/eval/smoke.hpp>
+#include <lumi/io/model_io.hpp>
+#include <lumi/presets.hpp>
+#include <lumi/train/trainer.hpp>
+
+#ifndef LUMI_PRESET
+#define LUMI_PRESET nano
+#endif
+#ifndef LUMI_PRESETS_DIR
+#define LUMI_PRESETS_DIR "presets"
+#endif
+#define LUMI_STRINGIFY_(x) #x
+#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
+
+namespace {
+
+constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+
+lumi::eval::SamplingSettings smoke_sampling() {
+    lumi::eval::SamplingSettings s;
+    s.max_new_tokens = 64;
+    s.repetition_penalty = 1.1;
+    return s;
+}
+
+struct SmokeTask {
+    std::string prompts = LUMI_PRESETS_DIR "/eval/smoke_prompts.json";
+    lumi::eval::PromptTemplate prompt_template = lumi::eval::PromptTemplate::raw;
+    lumi::eval::SamplingSettings sampling = smoke_sampling();
+};
+
+std::vector<std::string> default_tasks() {
+    return {"perplexity", "boolq", "smoke"};
+}
+
+struct EvaluateSettings {
+    std::string checkpoint = "runs/pretrain/final";
+    std::string tokenizer = "runs/tokenizer";
+    std::string output = "runs/eval";  // results.json goes here
+    std::vector<std::string> tasks = default_tasks();
+    std::string device = "auto";
+    lumi::eval::PerplexitySettings perplexity;
+    lumi::eval::BoolqSettings boolq;
+    SmokeTask smoke;
+
+    void validate() const {
+        for (const auto& t : tasks)
+            if (t != "perplexity" && t != "boolq" && t != "smoke")
+                throw lumi::config::FieldError("tasks",
+                                               "unknown task '" + t + "' (perplexity, boolq, smoke)");
+    }
+};
+
+bool wants(const EvaluateSettings& s, const std::string& task) {
+    return std::find(s.tasks.begin(), s.tasks.end(), task) != s.tasks.end();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{std::string("Evaluate a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
+    std::optional<std::string> config;
+    std::vector<std::string> sets, compare;
+    app.add_option("--config", config, "JSON settings file");
+    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    app.add_option("--compare", compare, "print two results.json side by side and exit")->expected(2);
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (!compare.empty()) {
+            std::cout << lumi::eval::compare(std::filesystem::path(compare[0]),
+                                             std::filesystem::path(compare[1]));
+            return 0;
+        }
+        const auto settings = lumi::config::load<EvaluateSettings>(config, sets);
+        lumi::config::save(settings, std::filesystem::path(settings.output) / "evaluate.json");
+        const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
+        lumi::Transformer<spec> model;
+        lumi::io::load_model(model, settings.checkpoint);
+        const auto device = lumi::train::resolve_device(settings.device);
+        model->to(device);
+        model->eval();
+
+        lumi::eval::Results results;
+        results.info = {{"preset", LUMI_STRINGIFY(LUMI_PRESET)},
+                        {"checkpoint", settings.checkpoint},
+                        {"tokenizer", settings.tokenizer},
+                        {"tokenizer_sha256", tokenizer.sha256()},
+                        {"device", device.str()},
+                        {"threads", torch::get_num_threads()}};
+        const auto progress = [](const char* task) {
+            return [task](std::size_t done, std::size_t total) {
+                std::cerr << "\r" << task << " " << done << "/" << total << std::flush;
+                if (done == total) std::cerr << "\n";
+            };
+        };
+        if (wants(settings, "perplexity")) {
+            const auto r =
+                lumi::eval::perplexity(model, tokenizer, settings.perplexity, progress("perplexity"));
+            results.add(lumi::eval::metrics(r));
+        }
+        if (wants(settings, "boolq")) {
+            const auto r = lumi::eval::boolq(model, tokenizer, settings.boolq, progress("boolq"));
+            results.add(lumi::eval::metrics(r));
+        }
+        if (wants(settings, "smoke")) {
+            const auto set = lumi::eval::load_smoke_prompts(settings.smoke.prompts);
+            auto sampling = settings.smoke.sampling;
+            for (auto& stop : lumi::eval::template_stops(settings.smoke.prompt_template))
+                sampling.stop.push_back(stop);
+            const auto r = lumi::eval::run_smoke(set, [&](const std::vector<std::string>& prompts) {
+                std::vector<std::string> shown, outputs;
+                for (const auto& p : prompts)
+                    shown.push_back(lumi::eval::apply_template(settings.smoke.prompt_template, p));
+                for (const auto& g : lumi::eval::generate(model, tokenizer, shown, sampling))
+                    outputs.push_back(g.text);
+                return outputs;
+            });
+            results.add(lumi::eval::metrics(r));
+            results.details["smoke"] = lumi::eval::details(r);
+        }
+        lumi::eval::write_results(results, std::filesystem::path(settings.output) / "results.json");
+        std::cout << lumi::eval::format_table(results) << "results " << settings.output << "/results.json\n";
+    } catch (const lumi::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    }
+}

@@ -1,0 +1,104 @@
+// Stage 08: continues prompts with a checkpoint (KV cache; greedy or sampled), streaming to the terminal.
+//   lumi_generate_nano --set checkpoint=runs/nano/sft_train/merged --set tokenizer=runs/nano/tokenizer \
+//       --set prompt_template=instruct --set prompts='["Name three colours."]'
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include <lumi/config/config.hpp>
+#include <lumi/eval/generate.hpp>
+#include <lumi/eval/prompt.hpp>
+#include <lumi/io/model_io.hpp>
+#include <lumi/presets.hpp>
+#include <lumi/train/trainer.hpp>
+
+#ifndef LUMI_PRESET
+#define LUMI_PRESET nano
+#endif
+#define LUMI_STRINGIFY_(x) #x
+#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
+
+namespace {
+
+constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+
+using lumi::eval::PromptTemplate;
+
+struct GenerateSettings {
+    std::string checkpoint = "runs/pretrain/final";
+    std::string tokenizer = "runs/tokenizer";
+    std::vector<std::string> prompts;
+    std::string prompt_file;  // one prompt per line, after `prompts`
+    PromptTemplate prompt_template = PromptTemplate::raw;
+    lumi::eval::SamplingSettings sampling;
+    std::string device = "auto";
+    lumi::train::Dtype dtype = lumi::train::Dtype::float32;
+    std::int64_t batch = 8;  // prompts decoded together (streaming shows the first of each batch)
+    std::string output;      // optional JSON Lines: prompt, completion, finish_reason
+
+    void validate() const {
+        if (batch < 1) throw lumi::config::FieldError("batch", "must be >= 1");
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{std::string("Generate text with a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
+    std::optional<std::string> config;
+    std::vector<std::string> sets;
+    app.add_option("--config", config, "JSON settings file");
+    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    CLI11_PARSE(app, argc, argv);
+    try {
+        auto settings = lumi::config::load<GenerateSettings>(config, sets);
+        if (!settings.prompt_file.empty()) {
+            std::ifstream in(settings.prompt_file);
+            if (!in) throw lumi::Error(settings.prompt_file + ": cannot open the prompt file");
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty()) settings.prompts.push_back(line);
+        }
+        if (settings.prompts.empty()) throw lumi::Error("no prompts: set prompts or prompt_file");
+        for (auto& stop : lumi::eval::template_stops(settings.prompt_template))
+            settings.sampling.stop.push_back(stop);
+
+        const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
+        lumi::Transformer<spec> model;
+        lumi::io::load_model(model, settings.checkpoint);
+        const auto device = lumi::train::resolve_device(settings.device);
+        model->to(device);
+        if (settings.dtype == lumi::train::Dtype::bfloat16) model->to(torch::kBFloat16);
+
+        std::optional<std::ofstream> jsonl;
+        if (!settings.output.empty()) jsonl.emplace(settings.output);
+        const bool terminal = isatty(fileno(stdout));
+        for (std::size_t first = 0; first < settings.prompts.size(); first += std::size_t(settings.batch)) {
+            const std::size_t last = std::min(settings.prompts.size(), first + std::size_t(settings.batch));
+            std::vector<std::string> batch;
+            for (std::size_t i = first; i < last; ++i)
+                batch.push_back(lumi::eval::apply_template(settings.prompt_template, settings.prompts[i]));
+            std::cout << "### " << settings.prompts[first] << "\n" << std::flush;
+            const auto results = lumi::eval::generate(model, tokenizer, batch, settings.sampling,
+                                                      [&](std::size_t row, const std::string& text) {
+                                                          if (row == 0 && terminal)
+                                                              std::cout << text << std::flush;
+                                                      });
+            for (std::size_t i = 0; i < results.size(); ++i) {
+                if (i > 0) std::cout << "### " << settings.prompts[first + i] << "\n";
+                if (i > 0 || !terminal) std::cout << results[i].text;
+                std::cout << "\n[" << results[i].tokens.size() << " tokens, " << results[i].finish_reason
+                          << "]\n\n";
+                if (jsonl)
+                    *jsonl << boost::json::serialize(
+                                  boost::json::object{{"prompt", settings.prompts[first + i]},
+                                                      {"completion", results[i].text},
+                                                      {"finish_reason", results[i].finish_reason}})
+                           << "\n";
+            }
+        }
+    } catch (const lumi::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    }
+}

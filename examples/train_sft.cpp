@@ -1,0 +1,63 @@
+// Stage 07b: supervised fine-tuning of a pretrained preset on packed instruction data, with LoRA (the
+// preset's LoraSpec) or every weight (method=full); same checkpoints, resume and signals as pretraining.
+//   lumi_train_sft_nano --config presets/sft/nano.json --set data.base=runs/nano/pretrain/final
+#include <cmath>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include <lumi/config/config.hpp>
+#include <lumi/presets.hpp>
+#include <lumi/train/finetune.hpp>
+
+#ifndef LUMI_PRESET
+#define LUMI_PRESET nano
+#endif
+#define LUMI_STRINGIFY_(x) #x
+#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
+#define LUMI_CONCAT_(a, b) a##b
+#define LUMI_CONCAT(a, b) LUMI_CONCAT_(a, b)
+
+namespace {
+
+constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+constexpr lumi::LoraSpec adapter = lumi::presets::LUMI_CONCAT(LUMI_PRESET, _lora);
+constexpr const char* preset_name = LUMI_STRINGIFY(LUMI_PRESET);
+using Settings = lumi::train::FinetuneSettings<>;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{std::string("Fine-tune the '") + preset_name + "' preset on instruction data"};
+    std::optional<std::string> config;
+    std::vector<std::string> sets;
+    bool resume = false, print_config = false;
+    app.add_option("--config", config, "JSON settings file");
+    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    app.add_flag("--resume", resume, "continue from the newest checkpoint in run.output");
+    app.add_flag("--print-config", print_config, "print the effective settings and exit");
+    CLI11_PARSE(app, argc, argv);
+    try {
+        auto settings = lumi::config::load<Settings>(config, sets);
+        if (resume) settings.run.resume = "latest";
+        if (!settings.preset.empty() && settings.preset != preset_name)
+            throw lumi::Error((config ? *config : std::string("--set")) + ": preset is '" + settings.preset +
+                              "' but this binary was compiled for '" + preset_name + "'");
+        if (print_config) {
+            std::cout << lumi::config::format_json(lumi::config::to_json(settings));
+            return 0;
+        }
+        const auto result = settings.method == lumi::train::FinetuneMethod::lora
+                                ? lumi::train::finetune<spec, lumi::Lora<adapter>>(settings)
+                                : lumi::train::finetune<spec, lumi::Dense>(settings);
+        std::cout << (result.fit.interrupted ? "interrupted" : "finished") << " after " << result.fit.steps
+                  << " steps; training loss " << result.fit.train_loss;
+        if (!std::isnan(result.fit.val_loss)) std::cout << ", validation loss " << result.fit.val_loss;
+        std::cout << "\n";
+        if (!result.adapter.empty()) std::cout << "adapter " << result.adapter.string() << "\n";
+        if (!result.merged.empty()) std::cout << "merged model " << result.merged.string() << "\n";
+    } catch (const lumi::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    }
+}

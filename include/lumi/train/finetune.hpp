@@ -1,0 +1,105 @@
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "lumi/data/packed.hpp"
+#include "lumi/lora/lora.hpp"
+#include "lumi/tokenizer/tokenizer.hpp"
+#include "lumi/train/pretrain.hpp"
+#include "lumi/train/trainer.hpp"
+
+namespace lumi::train {
+
+enum class FinetuneMethod { lora, full };
+
+struct FinetuneData {
+    std::string dataset = "runs/sft";          // the prepare_sft output (tokens, loss mask, example ids)
+    std::string base = "runs/pretrain/final";  // the pretrained checkpoint to start from
+    std::string tokenizer;                     // when set, the packed data must have been made with it
+    bool verify = false;
+};
+
+// Stage 07b's settings file. The loss counts only response tokens (the corpus's loss mask), and packed
+// examples do not attend to each other.
+template <class Optimizer = AdamW, class Schedule = CosineWarmup, class Precision = MixedPrecision>
+struct FinetuneSettings {
+    std::string preset;
+    FinetuneMethod method = FinetuneMethod::lora;  // lora: the preset's LoraSpec; full: every weight trains
+    FinetuneData data;
+    RunSettings run;
+    typename Optimizer::Settings optimizer;
+    typename Schedule::Settings schedule;
+    typename Precision::Settings precision;
+
+    TrainerSettings<Optimizer, Schedule, Precision> trainer() const {
+        return {run, optimizer, schedule, precision, {}};
+    }
+};
+
+struct FinetuneResult {
+    FitResult fit;
+    std::filesystem::path adapter;  // LoRA only: adapter_model.safetensors + adapter_config.json (PEFT)
+    std::filesystem::path merged;   // a plain checkpoint with the adapters merged (or the fully tuned model)
+};
+
+// Fine-tunes Transformer<S, Adapt> (Dense for full fine-tuning, Lora<spec> for LoRA) from data.base.
+template <ModelSpec S, class Adapt, class Optimizer = AdamW, class Schedule = CosineWarmup,
+          class Precision = MixedPrecision>
+FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& settings,
+                        std::FILE* out = stdout) {
+    data::PackedOptions options{.split = "train", .verify = settings.data.verify, .seed = settings.run.seed};
+    if (!settings.data.tokenizer.empty())
+        options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
+    const data::PackedDataset train(settings.data.dataset, options);
+    if (!train.has_loss_mask())
+        throw Error(settings.data.dataset + ": has no loss mask (pack instruction data with prepare_sft)");
+    options.split = "val";
+    std::optional<data::PackedDataset> validation;
+    try {
+        validation.emplace(settings.data.dataset, options);
+    } catch (const Error& error) {
+        std::fprintf(out, "no validation split (%s)\n", error.what());
+    }
+    if (train.sequence_length() - 1 > S.context)
+        throw Error(settings.data.dataset + ": sequences of " + std::to_string(train.sequence_length()) +
+                    " tokens exceed the model's context of " + std::to_string(S.context) +
+                    " (+1 for targets)");
+
+    using Model = Transformer<S, Adapt>;
+    Model model;
+    if constexpr (std::is_same_v<Adapt, Dense>)
+        io::load_model(model, settings.data.base);
+    else
+        lora::load_base(model, settings.data.base);
+    const std::int64_t trainable = model->trainable_parameter_count();
+    Trainer<Model, Optimizer, Schedule, Precision> trainer(model, settings.trainer());
+    std::fprintf(out,
+                 "%s\nbase %s; trainable parameters %lld of %lld (%.2f%%)\n"
+                 "data %s: %lld sequences of %lld tokens (%lld validation)\ndevice %s, %d threads, %s\n",
+                 model::describe<S>().c_str(), settings.data.base.c_str(), (long long)trainable,
+                 (long long)model->parameter_count(),
+                 100.0 * double(trainable) / double(model->parameter_count()), settings.data.dataset.c_str(),
+                 (long long)train.size(), (long long)train.sequence_length(),
+                 (long long)(validation ? validation->size() : 0), trainer.device().str().c_str(),
+                 torch::get_num_threads(), Precision::describe(settings.precision, trainer.device()));
+    std::fflush(out);
+    FinetuneResult result{trainer.fit(train, validation ? &*validation : nullptr), {}, {}};
+    if (result.fit.interrupted) return result;
+    const std::filesystem::path output(settings.run.output);
+    if constexpr (!std::is_same_v<Adapt, Dense>) {
+        StagedDirectory adapter(output / "adapter");
+        lora::save_adapter(model, adapter.path(), std::filesystem::absolute(settings.data.base).string());
+        adapter.commit();
+        result.adapter = adapter.target();
+        StagedDirectory merged(output / "merged");
+        io::save_model(lora::merged_copy(model), merged.path());
+        merged.commit();
+        result.merged = merged.target();
+    } else {
+        result.merged = output / "final";
+    }
+    return result;
+}
+
+}  // namespace lumi::train

@@ -1,0 +1,149 @@
+#pragma once
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lumi/config/config.hpp"
+#include "lumi/core/error.hpp"
+#include "lumi/core/torch.hpp"
+
+namespace lumi::train {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+struct AdamWSettings {
+    double lr = 3e-4;  // peak learning rate; the schedule scales it
+    double beta1 = 0.9;
+    double beta2 = 0.95;
+    double eps = 1e-8;
+    double weight_decay = 0.1;  // decoupled, on matrices only (never norms)
+    double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 disables
+
+    void validate() const {
+        if (!(lr > 0)) throw config::FieldError("lr", "must be positive");
+        if (!(beta1 >= 0 && beta1 < 1)) throw config::FieldError("beta1", "must be in [0, 1)");
+        if (!(beta2 >= 0 && beta2 < 1)) throw config::FieldError("beta2", "must be in [0, 1)");
+        if (!(eps > 0)) throw config::FieldError("eps", "must be positive");
+        if (!(weight_decay >= 0)) throw config::FieldError("weight_decay", "must be >= 0");
+        if (!(grad_clip >= 0)) throw config::FieldError("grad_clip", "must be >= 0 (0 disables clipping)");
+    }
+};
+
+// AdamW as PyTorch defines it, applied to all parameters in a few multi-tensor (foreach) passes instead of
+// one small loop per tensor. Only parameters that require gradients are trained.
+class AdamW {
+  public:
+    using Settings = AdamWSettings;
+
+    AdamW(const NamedTensors& parameters, Settings settings) : settings_(settings) {
+        settings_.validate();
+        for (const auto& [name, parameter] : parameters) {
+            if (!parameter.requires_grad()) continue;
+            names_.push_back(name);
+            params_.push_back(parameter);
+            decays_.push_back(parameter.dim() >= 2);
+            exp_avg_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Preserve));
+            exp_avg_sq_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Preserve));
+        }
+        if (params_.empty()) throw lumi::Error("AdamW: the model has no trainable parameters");
+    }
+
+    const Settings& settings() const { return settings_; }
+    std::int64_t steps_taken() const { return step_; }
+    const std::vector<std::string>& names() const { return names_; }
+    bool decays(std::size_t i) const { return decays_[i]; }
+
+    // Global gradient norm before clipping; clips in place when settings.grad_clip > 0.
+    double clip_gradients() {
+        std::vector<torch::Tensor> grads;
+        for (const auto& p : params_)
+            if (p.grad().defined()) grads.push_back(p.grad());
+        if (grads.empty()) return 0.0;
+        std::vector<torch::Tensor> norms;
+        norms.reserve(grads.size());
+        for (const auto& g : grads) norms.push_back(g.to(torch::kFloat32).norm().reshape({1}));
+        const double total = torch::cat(norms).norm().item<double>();
+        if (settings_.grad_clip > 0 && total > settings_.grad_clip) {
+            const double scale = settings_.grad_clip / (total + 1e-6);
+            torch::NoGradGuard no_grad;
+            at::_foreach_mul_(grads, scale);
+        }
+        return total;
+    }
+
+    // One update with learning rate `lr`; parameters without a gradient are skipped, as in PyTorch.
+    void step(double lr) {
+        torch::NoGradGuard no_grad;
+        ++step_;
+        std::vector<torch::Tensor> params, grads, m, v, decayed;
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            const auto& grad = params_[i].grad();
+            if (!grad.defined()) continue;
+            params.push_back(params_[i]);
+            grads.push_back(grad);
+            m.push_back(exp_avg_[i]);
+            v.push_back(exp_avg_sq_[i]);
+            if (decays_[i]) decayed.push_back(params_[i]);
+        }
+        if (params.empty()) return;
+        const double b1 = settings_.beta1, b2 = settings_.beta2;
+        const double bias1 = 1.0 - std::pow(b1, double(step_));
+        const double bias2 = 1.0 - std::pow(b2, double(step_));
+        if (settings_.weight_decay > 0 && !decayed.empty())
+            at::_foreach_mul_(decayed, 1.0 - lr * settings_.weight_decay);
+        at::_foreach_mul_(m, b1);
+        at::_foreach_add_(m, grads, 1.0 - b1);
+        at::_foreach_mul_(v, b2);
+        at::_foreach_addcmul_(v, grads, grads, 1.0 - b2);
+        auto denom = at::_foreach_sqrt(v);
+        at::_foreach_div_(denom, std::sqrt(bias2));
+        at::_foreach_add_(denom, settings_.eps);
+        at::_foreach_addcdiv_(params, m, denom, -lr / bias1);
+    }
+
+    void zero_grad() {
+        for (auto& p : params_)
+            if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+    }
+
+    // Moments by parameter name plus the step count, for checkpoints.
+    NamedTensors state() const {
+        NamedTensors out;
+        out.emplace_back("step", torch::tensor(step_, torch::kInt64));
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            out.emplace_back("exp_avg." + names_[i], exp_avg_[i]);
+            out.emplace_back("exp_avg_sq." + names_[i], exp_avg_sq_[i]);
+        }
+        return out;
+    }
+
+    void load_state(const NamedTensors& state, const std::string& origin) {
+        std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+        auto take = [&](const std::string& name, const torch::Tensor& like) {
+            auto found = by_name.find(name);
+            if (found == by_name.end()) throw lumi::Error(origin + ": optimizer state lacks '" + name + "'");
+            if (found->second.sizes() != like.sizes())
+                throw lumi::Error(origin + ": optimizer state '" + name + "' has shape " +
+                                  c10::str(found->second.sizes()) + ", expected " + c10::str(like.sizes()));
+            return found->second;
+        };
+        torch::NoGradGuard no_grad;
+        step_ = take("step", torch::tensor(0)).item<std::int64_t>();
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            exp_avg_[i].copy_(take("exp_avg." + names_[i], exp_avg_[i]));
+            exp_avg_sq_[i].copy_(take("exp_avg_sq." + names_[i], exp_avg_sq_[i]));
+        }
+    }
+
+  private:
+    Settings settings_;
+    std::vector<std::string> names_;
+    std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
+    std::vector<bool> decays_;
+    std::int64_t step_ = 0;
+};
+
+}  // namespace lumi::train

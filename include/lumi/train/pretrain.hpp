@@ -1,0 +1,82 @@
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "lumi/data/packed.hpp"
+#include "lumi/tokenizer/tokenizer.hpp"
+#include "lumi/train/trainer.hpp"
+
+namespace lumi::train {
+
+struct PretrainData {
+    std::string dataset = "runs/packed";  // the pack_dataset output: train_NNNNN.bin, val_NNNNN.bin
+    std::string tokenizer;                // when set, the packed data must have been made with it
+    bool verify = false;                  // checksum every shard before training
+};
+
+// Stage 05's settings file: the preset it was written for, the data, then one section per trainer policy.
+template <class Optimizer = AdamW, class Schedule = CosineWarmup, class Precision = MixedPrecision>
+struct PretrainSettings {
+    std::string preset;  // when set, must name the preset this binary was compiled for
+    PretrainData data;
+    RunSettings run;
+    typename Optimizer::Settings optimizer;
+    typename Schedule::Settings schedule;
+    typename Precision::Settings precision;
+    model::InitSettings init;
+
+    TrainerSettings<Optimizer, Schedule, Precision> trainer() const {
+        return {run, optimizer, schedule, precision, init};
+    }
+};
+
+// Opens the packed splits, checks they fit the model, prints what a user cares about, trains.
+template <ModelSpec S, class Optimizer = AdamW, class Schedule = CosineWarmup,
+          class Precision = MixedPrecision>
+FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& settings,
+                   std::FILE* out = stdout) {
+    data::PackedOptions options{.split = "train", .verify = settings.data.verify, .seed = settings.run.seed};
+    if (!settings.data.tokenizer.empty())
+        options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
+    const data::PackedDataset train(settings.data.dataset, options);
+    options.split = "val";
+    std::optional<data::PackedDataset> validation;
+    if (!std::filesystem::path(settings.data.dataset).empty()) {
+        try {
+            validation.emplace(settings.data.dataset, options);
+        } catch (const lumi::Error& error) {
+            std::fprintf(out, "no validation split (%s)\n", error.what());
+        }
+    }
+    if (std::int64_t(train.vocab_size()) > S.vocab_size)
+        throw lumi::Error(settings.data.dataset + ": packed with a vocabulary of " +
+                          std::to_string(train.vocab_size()) + " tokens, more than the model's " +
+                          std::to_string(S.vocab_size));
+    if (train.sequence_length() - 1 > S.context)
+        throw lumi::Error(settings.data.dataset + ": sequences of " +
+                          std::to_string(train.sequence_length()) + " tokens exceed the model's context of " +
+                          std::to_string(S.context) + " (+1 for targets)");
+
+    using Model = Transformer<S>;
+    Trainer<Model, Optimizer, Schedule, Precision> trainer(Model(settings.init), settings.trainer());
+    const auto& run = settings.run;
+    const std::int64_t steps = trainer.total_steps(train.sequence_length());
+    const std::int64_t tokens_per_step = run.micro_batch * run.grad_accum * train.sequence_length();
+    std::fprintf(out, "%s\n", model::describe<S>().c_str());
+    std::fprintf(
+        out,
+        "data %s: %lld training sequences of %lld tokens (%lld validation)\n"
+        "steps %lld x %lld tokens (micro-batch %lld, accumulation %lld) = %.1fM tokens, %.2f epochs\n"
+        "device %s, %d threads, %s\n",
+        settings.data.dataset.c_str(), (long long)train.size(), (long long)train.sequence_length(),
+        (long long)(validation ? validation->size() : 0), (long long)steps, (long long)tokens_per_step,
+        (long long)run.micro_batch, (long long)run.grad_accum, double(steps * tokens_per_step) / 1e6,
+        double(steps * run.micro_batch * run.grad_accum) / double(train.size()),
+        trainer.device().str().c_str(), torch::get_num_threads(),
+        Precision::describe(settings.precision, trainer.device()));
+    std::fflush(out);
+    return trainer.fit(train, validation ? &*validation : nullptr);
+}
+
+}  // namespace lumi::train

@@ -1,0 +1,439 @@
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "lumi/config/config.hpp"
+#include "lumi/core/error.hpp"
+#include "lumi/core/files.hpp"
+#include "lumi/core/torch.hpp"
+#include "lumi/io/model_io.hpp"
+#include "lumi/io/safetensors.hpp"
+#include "lumi/model/transformer.hpp"
+#include "lumi/train/loader.hpp"
+#include "lumi/train/optimizer.hpp"
+#include "lumi/train/precision.hpp"
+#include "lumi/train/progress.hpp"
+#include "lumi/train/schedule.hpp"
+#include "lumi/train/signals.hpp"
+
+namespace lumi::train {
+
+struct RunSettings {
+    std::string output = "runs/pretrain";  // checkpoints/, final/, metrics.jsonl, config.json
+    std::string resume;                    // "", "latest" (the newest checkpoint in output) or a directory
+    std::string device = "auto";           // auto (CUDA when available), cpu, cuda, cuda:N
+    std::int64_t threads = 0;              // LibTorch intra-op threads; 0 keeps LibTorch's choice
+    std::uint64_t seed = 42;               // data order
+    std::int64_t micro_batch = 8;          // sequences per forward pass
+    std::int64_t grad_accum = 1;           // micro-batches per optimizer step
+    std::int64_t max_steps = 1000;         // optimizer steps; 0 = from token_budget
+    std::int64_t token_budget = 0;         // tokens to train on when max_steps is 0
+    std::int64_t log_every = 10;
+    std::int64_t eval_every = 200;  // 0 = only at the end
+    std::int64_t eval_batches = 20;
+    std::int64_t checkpoint_every = 500;  // 0 = only at the end
+    std::int64_t keep_checkpoints = 3;
+
+    void validate() const {
+        if (output.empty()) throw config::FieldError("output", "must name a directory");
+        if (micro_batch < 1) throw config::FieldError("micro_batch", "must be >= 1");
+        if (grad_accum < 1) throw config::FieldError("grad_accum", "must be >= 1");
+        if (max_steps < 0) throw config::FieldError("max_steps", "must be >= 0");
+        if (max_steps == 0 && token_budget <= 0)
+            throw config::FieldError("max_steps", "is 0, so token_budget must be positive");
+        if (log_every < 1) throw config::FieldError("log_every", "must be >= 1");
+        if (eval_every < 0) throw config::FieldError("eval_every", "must be >= 0");
+        if (eval_batches < 1) throw config::FieldError("eval_batches", "must be >= 1");
+        if (checkpoint_every < 0) throw config::FieldError("checkpoint_every", "must be >= 0");
+        if (keep_checkpoints < 1) throw config::FieldError("keep_checkpoints", "must be >= 1");
+        if (threads < 0) throw config::FieldError("threads", "must be >= 0");
+        if (!(device == "auto" || device == "cpu" || device.starts_with("cuda")))
+            throw config::FieldError("device", "must be auto, cpu, cuda or cuda:N");
+    }
+};
+
+// Everything a trainer reads at run time: one JSON file, one section per policy.
+template <class Optimizer, class Schedule, class Precision>
+struct TrainerSettings {
+    RunSettings run;
+    typename Optimizer::Settings optimizer;
+    typename Schedule::Settings schedule;
+    typename Precision::Settings precision;
+    model::InitSettings init;
+};
+
+struct StepReport {
+    std::int64_t step = 0;  // optimizer steps done
+    std::int64_t total_steps = 0;
+    std::int64_t tokens = 0;
+    double loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0, elapsed = 0;
+};
+
+struct FitResult {
+    std::int64_t steps = 0, tokens = 0;
+    double train_loss = NAN, val_loss = NAN;
+    bool interrupted = false;
+    std::filesystem::path checkpoint;  // the last one written
+};
+
+inline torch::Device resolve_device(const std::string& name) {
+    if (name == "auto")
+        return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    torch::Device device(name);
+    if (device.is_cuda() && !torch::cuda::is_available())
+        throw lumi::Error("run.device is '" + name + "' but no CUDA device is available");
+    return device;
+}
+
+// Targets for next-token prediction: tokens shifted left; positions outside the loss mask, and the last
+// position of each example (its next token belongs to another example), are ignored.
+inline std::pair<torch::Tensor, torch::Tensor> inputs_and_targets(const Batch& batch) {
+    auto inputs = batch.tokens.narrow(1, 0, batch.tokens.size(1) - 1);
+    auto targets = batch.tokens.narrow(1, 1, batch.tokens.size(1) - 1).clone();
+    if (batch.loss_mask.defined())
+        targets.masked_fill_(batch.loss_mask.narrow(1, 1, targets.size(1)).logical_not(),
+                             model::ignore_index);
+    if (batch.segments.defined()) {
+        auto crosses =
+            batch.segments.narrow(1, 1, targets.size(1)) != batch.segments.narrow(1, 0, targets.size(1));
+        targets.masked_fill_(crosses, model::ignore_index);
+    }
+    return {inputs, targets};
+}
+
+// Packed instruction data keeps each example's attention to itself.
+inline model::Context context_of(const Batch& batch) {
+    if (!batch.segments.defined()) return {};
+    return {.start = 0, .mask = model::segment_mask(batch.segments.narrow(1, 0, batch.segments.size(1) - 1))};
+}
+
+// Checkpoint directories are named step_NNNNNNNN; the newest complete one wins.
+inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& output) {
+    std::vector<std::filesystem::path> found;
+    const auto dir = output / "checkpoints";
+    if (!std::filesystem::is_directory(dir)) return found;
+    static const std::regex pattern("step_[0-9]{8}");
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        if (entry.is_directory() && std::regex_match(entry.path().filename().string(), pattern) &&
+            std::filesystem::exists(entry.path() / "trainer_state.json"))
+            found.push_back(entry.path());
+    std::sort(found.begin(), found.end());
+    return found;
+}
+
+// Trains `Model` (a lumi::Transformer holder) with policy types, as ensmallen composes optimizers:
+//   Trainer<Transformer<presets::nano>, AdamW, CosineWarmup, MixedPrecision>
+template <class Model, class Optimizer = AdamW, class Schedule = CosineWarmup,
+          class Precision = MixedPrecision>
+class Trainer {
+  public:
+    using Settings = TrainerSettings<Optimizer, Schedule, Precision>;
+    using Callback = std::function<void(const StepReport&)>;
+
+    Trainer(Model model, Settings settings)
+        : model_(std::move(model)),
+          settings_(std::move(settings)),
+          device_(resolve_device(settings_.run.device)) {
+        settings_.run.validate();
+        if (settings_.run.threads > 0) torch::set_num_threads(int(settings_.run.threads));
+        model_->to(device_);
+    }
+
+    Model& model() { return model_; }
+    const Settings& settings() const { return settings_; }
+    torch::Device device() const { return device_; }
+    void add_callback(Callback callback) { callbacks_.push_back(std::move(callback)); }
+
+    std::int64_t total_steps(std::int64_t sequence_length) const {
+        const auto& run = settings_.run;
+        if (run.max_steps > 0) return run.max_steps;
+        const std::int64_t per_step = run.micro_batch * run.grad_accum * sequence_length;
+        return std::max<std::int64_t>(1, (run.token_budget + per_step - 1) / per_step);
+    }
+
+    // Mean loss per target token over the first `batches` micro-batches of `data`, in file order.
+    template <BatchDataset Dataset>
+    double evaluate(const Dataset& data, std::int64_t batches) {
+        torch::NoGradGuard no_grad;
+        model_->eval();
+        const std::int64_t b = settings_.run.micro_batch;
+        const std::int64_t n = std::min(batches, std::max<std::int64_t>(1, data.size() / b));
+        double total = 0, count = 0;
+        std::vector<std::int64_t> indices;
+        for (std::int64_t i = 0; i < n; ++i) {
+            indices.clear();
+            for (std::int64_t j = i * b; j < std::min((i + 1) * b, data.size()); ++j) indices.push_back(j);
+            Batch batch = read_batch(data, indices);
+            batch.tokens = batch.tokens.to(device_);
+            if (batch.loss_mask.defined()) batch.loss_mask = batch.loss_mask.to(device_);
+            if (batch.segments.defined()) batch.segments = batch.segments.to(device_);
+            auto [inputs, targets] = inputs_and_targets(batch);
+            const double tokens = (targets != model::ignore_index).sum().template item<double>();
+            auto guard = Precision::guard(settings_.precision, device_);
+            const double loss =
+                model_->forward(inputs, targets, context_of(batch)).loss.template item<double>();
+            if (tokens > 0) {
+                total += loss * tokens;
+                count += tokens;
+            }
+        }
+        model_->train();
+        return count > 0 ? total / count : NAN;
+    }
+
+    // Trains until the step count or token budget is reached, or a stop signal arrives.
+    template <BatchDataset Dataset>
+    FitResult fit(const Dataset& train, const Dataset* validation = nullptr) {
+        namespace fs = std::filesystem;
+        const auto& run = settings_.run;
+        const fs::path output(run.output);
+        const std::int64_t total = total_steps(train.sequence_length());
+        Optimizer optimizer(named_parameters(), settings_.optimizer);
+
+        std::int64_t step = 0, tokens = 0;
+        DataPosition position;
+        if (!run.resume.empty()) {
+            const fs::path from = resume_directory();
+            restore(from, optimizer, step, tokens, position);
+            std::fprintf(stderr, "resuming from %s at step %lld\n", from.string().c_str(), (long long)step);
+        }
+        config::save(settings_, output / "config.json");
+        MetricsLog metrics(output / "metrics.jsonl", /*append=*/step > 0);
+        Loader<Dataset> loader(train, run.micro_batch, position, device_);
+        StopSignals signals;
+        Progress progress("train", total, run.log_every);
+        FitResult result;
+        result.steps = step;
+        const std::int64_t first_step = step;
+        const std::int64_t tokens_per_micro = run.micro_batch * train.sequence_length();
+        const auto start = std::chrono::steady_clock::now();
+        model_->train();
+
+        while (step < total) {
+            double loss_sum = 0;
+            for (std::int64_t micro = 0; micro < run.grad_accum; ++micro) {
+                const Batch batch = loader.next();
+                auto [inputs, targets] = inputs_and_targets(batch);
+                torch::Tensor loss;
+                {
+                    auto guard = Precision::guard(settings_.precision, device_);
+                    loss = model_->forward(inputs, targets, context_of(batch)).loss;
+                }
+                (loss / double(run.grad_accum)).backward();
+                loss_sum += loss.template item<double>();
+            }
+            const double loss = loss_sum / double(run.grad_accum);
+            if (!std::isfinite(loss)) {
+                progress.interrupt();
+                const auto kept = list_checkpoints(output);
+                throw lumi::Error("step " + std::to_string(step + 1) + ": the training loss is " +
+                                  std::to_string(loss) + "; stopped. The last good checkpoint is " +
+                                  (kept.empty() ? std::string("none") : kept.back().string()) +
+                                  " (lower optimizer.lr or raise schedule warmup, then resume from it)");
+            }
+            const double grad_norm = optimizer.clip_gradients();
+            const double lr = settings_.optimizer.lr * Schedule::factor(settings_.schedule, step, total);
+            optimizer.step(lr);
+            optimizer.zero_grad();
+            ++step;
+            tokens += tokens_per_micro * run.grad_accum;
+
+            const double elapsed =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            StepReport report{step,
+                              total,
+                              tokens,
+                              loss,
+                              lr,
+                              grad_norm,
+                              double((step - first_step) * tokens_per_micro * run.grad_accum) / elapsed,
+                              elapsed};
+            result.train_loss = loss;
+            if (step % run.log_every == 0 || step == total) {
+                metrics.write({{"step", step},
+                               {"loss", loss},
+                               {"lr", lr},
+                               {"grad_norm", grad_norm},
+                               {"tokens", tokens},
+                               {"tokens_per_s", report.tokens_per_second},
+                               {"elapsed_s", elapsed}});
+            }
+            char detail[160];
+            std::snprintf(detail, sizeof detail, "loss %.4f lr %.2e tok/s %.0f", loss, lr,
+                          report.tokens_per_second);
+            progress.update(step, first_step, detail);
+            for (auto& callback : callbacks_) callback(report);
+
+            const bool last = step == total;
+            const bool stop = StopSignals::received() != 0;
+            if (validation && ((run.eval_every > 0 && step % run.eval_every == 0) || last)) {
+                result.val_loss = evaluate(*validation, run.eval_batches);
+                metrics.write(
+                    {{"step", step}, {"val_loss", result.val_loss}, {"val_ppl", std::exp(result.val_loss)}});
+                progress.interrupt();
+                std::fprintf(stderr, "step %lld: validation loss %.4f, perplexity %.2f\n", (long long)step,
+                             result.val_loss, std::exp(result.val_loss));
+            }
+            if ((run.checkpoint_every > 0 && step % run.checkpoint_every == 0) || last || stop)
+                result.checkpoint = save_checkpoint(output, optimizer, step, tokens, loader.position(), loss);
+            if (stop) {
+                progress.interrupt();
+                std::fprintf(stderr,
+                             "stopped by signal %d after step %lld; checkpoint %s\n"
+                             "resume with --set run.resume=latest (same output directory)\n",
+                             StopSignals::received(), (long long)step, result.checkpoint.string().c_str());
+                result.interrupted = true;
+                break;
+            }
+        }
+        if (!result.interrupted) {
+            StagedDirectory final_model(output / "final");
+            io::save_model(model_, final_model.path());
+            final_model.commit();
+        }
+        result.steps = step;
+        result.tokens = tokens;
+        return result;
+    }
+
+  private:
+    NamedTensors named_parameters() const {
+        NamedTensors out;
+        for (const auto& item : model_->named_parameters()) out.emplace_back(item.key(), item.value());
+        return out;
+    }
+
+    // The global generators (LoRA dropout draws from them): restored so a resumed run draws the same masks.
+    NamedTensors rng_state() const {
+        NamedTensors out{{"cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state()}};
+        if (device_.is_cuda())
+            out.emplace_back("cuda", at::globalContext().defaultGenerator(device_).get_state());
+        return out;
+    }
+    void restore_rng(const NamedTensors& state) {
+        for (const auto& [name, tensor] : state) {
+            auto generator = name == "cpu" ? at::globalContext().defaultGenerator(torch::kCPU)
+                             : (name == "cuda" && device_.is_cuda())
+                                 ? at::globalContext().defaultGenerator(device_)
+                                 : at::Generator();
+            if (generator.defined()) generator.set_state(tensor);
+        }
+    }
+
+    std::filesystem::path resume_directory() const {
+        const auto& run = settings_.run;
+        if (run.resume != "latest") {
+            if (!std::filesystem::exists(std::filesystem::path(run.resume) / "trainer_state.json"))
+                throw lumi::Error("run.resume: " + run.resume +
+                                  " is not a checkpoint (no trainer_state.json)");
+            return run.resume;
+        }
+        const auto found = list_checkpoints(run.output);
+        if (found.empty())
+            throw lumi::Error("run.resume is 'latest' but " + run.output +
+                              "/checkpoints holds no checkpoint");
+        return found.back();
+    }
+
+    std::filesystem::path save_checkpoint(const std::filesystem::path& output, const Optimizer& optimizer,
+                                          std::int64_t step, std::int64_t tokens, DataPosition position,
+                                          double loss) {
+        char name[32];
+        std::snprintf(name, sizeof name, "step_%08lld", (long long)step);
+        StagedDirectory staged(output / "checkpoints" / name);
+        io::save_model(model_, staged.path());
+        io::save_safetensors(staged.path() / "optimizer.safetensors", optimizer.state());
+        io::save_safetensors(staged.path() / "rng.safetensors", rng_state());
+        const auto& run = settings_.run;
+        boost::json::object state{
+            {"step", step},
+            {"tokens", tokens},
+            {"loss", loss},
+            {"data", {{"epoch", position.epoch}, {"offset", position.offset}}},
+            {"seed", run.seed},
+            {"micro_batch", run.micro_batch},
+            {"grad_accum", run.grad_accum},
+            {"world_size", 1},
+            {"torch", std::to_string(torch_version_major) + "." + std::to_string(torch_version_minor)}};
+        config::write_json_file(state, staged.path() / "trainer_state.json");
+        staged.commit();
+        auto kept = list_checkpoints(output);
+        while (std::int64_t(kept.size()) > run.keep_checkpoints) {
+            std::filesystem::remove_all(kept.front());
+            kept.erase(kept.begin());
+        }
+        return staged.target();
+    }
+
+    void restore(const std::filesystem::path& dir, Optimizer& optimizer, std::int64_t& step,
+                 std::int64_t& tokens, DataPosition& position) {
+        const auto file = dir / "trainer_state.json";
+        const auto state = config::read_json_file(file).as_object();
+        const auto& run = settings_.run;
+        auto number = [&](const boost::json::object& o, const char* key) {
+            if (!o.contains(key) || !o.at(key).is_number())
+                throw lumi::Error(file.string() + ": missing or non-numeric '" + key + "'");
+            return o.at(key).to_number<std::int64_t>();
+        };
+        std::vector<std::string> differences;
+        auto same = [&](const char* key, std::int64_t now) {
+            const auto then = number(state, key);
+            if (then != now)
+                differences.push_back(std::string(key) + ": checkpoint " + std::to_string(then) + ", now " +
+                                      std::to_string(now));
+        };
+        same("seed", std::int64_t(run.seed));
+        same("micro_batch", run.micro_batch);
+        same("grad_accum", run.grad_accum);
+        if (!differences.empty()) {
+            std::string joined;
+            for (const auto& d : differences) joined += (joined.empty() ? "" : "; ") + d;
+            throw lumi::Error(file.string() +
+                              ": cannot resume exactly with different run settings: " + joined);
+        }
+        io::load_model(model_, dir);
+        optimizer.load_state(io::load_safetensors(dir / "optimizer.safetensors").tensors,
+                             (dir / "optimizer.safetensors").string());
+        if (std::filesystem::exists(dir / "rng.safetensors"))
+            restore_rng(io::load_safetensors(dir / "rng.safetensors").tensors);
+        step = number(state, "step");
+        tokens = number(state, "tokens");
+        if (!state.contains("data") || !state.at("data").is_object())
+            throw lumi::Error(file.string() + ": missing 'data'");
+        position = {number(state.at("data").as_object(), "epoch"),
+                    number(state.at("data").as_object(), "offset")};
+    }
+
+    Model model_;
+    Settings settings_;
+    torch::Device device_;
+    std::vector<Callback> callbacks_;
+};
+
+// The common mix, as ensmallen names its own.
+template <ModelSpec S>
+using PretrainTrainer = Trainer<Transformer<S>, AdamW, CosineWarmup, MixedPrecision>;
+
+}  // namespace lumi::train
+
+namespace lumi {
+using train::AdamW;
+using train::ConstantWarmup;
+using train::CosineWarmup;
+using train::FullPrecision;
+using train::LinearWarmup;
+using train::MixedPrecision;
+using train::PretrainTrainer;
+using train::Trainer;
+}  // namespace lumi

@@ -1,0 +1,253 @@
+// The lumi side of the interoperability tests (test_interop.py): each subcommand writes checkpoints,
+// adapters, tokenizers and model outputs that Python compares with transformers and PEFT, or reads theirs.
+//   lumi_interop_tool config|export|logits|generate --preset nano ...   a dense model of a preset
+//   lumi_interop_tool tokenizer ...                                     train, encode, decode
+//   lumi_interop_tool lora-export|lora-logits ...                       nano with nano_lora
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <lumi/config/config.hpp>
+#include <lumi/core/error.hpp>
+#include <lumi/eval/generate.hpp>
+#include <lumi/io/hf_config.hpp>
+#include <lumi/io/model_io.hpp>
+#include <lumi/io/safetensors.hpp>
+#include <lumi/lora/lora.hpp>
+#include <lumi/model/transformer.hpp>
+#include <lumi/presets/nano.hpp>
+#include <lumi/presets/tiny.hpp>
+#include <lumi/tokenizer/tokenizer.hpp>
+#include <lumi/tokenizer/trainer.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using lumi::ModelSpec;
+
+// nano with 4 query heads sharing 2 key/value heads: groups of two, so a wrong repetition order shows.
+inline constexpr ModelSpec nano_gqa{.vocab_size = 4096,
+                                    .n_layer = 4,
+                                    .d_model = 192,
+                                    .n_head = 4,
+                                    .n_kv_head = 2,
+                                    .ffn_hidden = 768,
+                                    .context = 256};
+// nano with tied embeddings and LLaMA 3's RoPE base and norm epsilon, to check those config.json fields.
+inline constexpr ModelSpec nano_tied{.vocab_size = 4096,
+                                     .n_layer = 4,
+                                     .d_model = 192,
+                                     .n_head = 3,
+                                     .n_kv_head = 3,
+                                     .ffn_hidden = 768,
+                                     .context = 256,
+                                     .rope_theta = 500000.0,
+                                     .norm_eps = 1e-6,
+                                     .tie_embeddings = true};
+
+// Weights larger than training's 0.02 so attention is far from uniform and every path moves the logits.
+inline constexpr double init_std = 0.1;
+inline constexpr std::int64_t batch = 2, sequence = 16;
+
+// Calls f.template operator()<S>() for the preset named `name`.
+template <class F>
+int with_preset(const std::string& name, F&& f) {
+    if (name == "nano") return f.template operator()<lumi::presets::nano>();
+    if (name == "tiny") return f.template operator()<lumi::presets::tiny>();
+    if (name == "nano_gqa") return f.template operator()<nano_gqa>();
+    if (name == "nano_tied") return f.template operator()<nano_tied>();
+    throw lumi::Error("--preset: no preset named '" + name + "' (nano, tiny, nano_gqa, nano_tied)");
+}
+
+// Norm weights away from their initial ones, so a wrong RMSNorm convention shows too.
+template <class Model>
+void perturb_norms(Model& model, at::Generator& gen) {
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters())
+        if (item.key().ends_with("norm.weight")) item.value().normal_(1.0, 0.1, gen);
+}
+
+torch::Tensor fixed_ids(std::int64_t vocab_size, std::uint64_t seed) {
+    auto gen = lumi::make_generator(seed);
+    return torch::randint(vocab_size, {batch, sequence}, gen, torch::kInt64);
+}
+
+template <class Model>
+torch::Tensor logits_of(Model& model, const torch::Tensor& ids) {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    return model->forward(ids).to(torch::kFloat32).contiguous();
+}
+
+void save_logits(const fs::path& file, const torch::Tensor& ids, const torch::Tensor& logits) {
+    lumi::io::save_safetensors(file, {{"ids", ids}, {"logits", logits}});
+}
+
+torch::Tensor read_ids(const fs::path& file) {
+    const auto tensors = lumi::io::load_safetensors(file);
+    const torch::Tensor* ids = tensors.find("ids");
+    if (!ids) throw lumi::Error(file.string() + ": no tensor named 'ids'");
+    return *ids;
+}
+
+std::vector<std::vector<int>> read_id_rows(const fs::path& file) {
+    std::vector<std::vector<int>> rows;
+    const auto json = lumi::config::read_json_file(file);
+    for (const auto& row : json.as_array()) {
+        rows.emplace_back();
+        for (const auto& id : row.as_array()) rows.back().push_back(int(id.to_number<std::int64_t>()));
+    }
+    return rows;
+}
+
+boost::json::array id_rows_json(const std::vector<std::vector<int>>& rows) {
+    boost::json::array out;
+    for (const auto& row : rows) out.emplace_back(boost::json::array(row.begin(), row.end()));
+    return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"lumi's side of the transformers / PEFT interoperability tests"};
+    app.require_subcommand(1);
+    std::string preset = "nano";
+    std::uint64_t seed = 0;
+    std::string out, model_dir, ids_file, base_dir, adapter_dir, input, lines_file;
+    std::int64_t max_new_tokens = 32;
+    std::int32_t vocab_size = 1000;
+
+    auto* config = app.add_subcommand("config", "print the LlamaConfig (config.json) of a preset");
+    config->add_option("--preset", preset)->required();
+
+    auto* export_ = app.add_subcommand("export", "save a random model and its logits on fixed ids");
+    export_->add_option("--preset", preset)->required();
+    export_->add_option("--seed", seed);
+    export_->add_option("--out", out, "directory: model/ and logits.safetensors")->required();
+
+    auto* logits = app.add_subcommand("logits", "load a checkpoint and write its logits on the given ids");
+    logits->add_option("--preset", preset)->required();
+    logits->add_option("--model", model_dir)->required();
+    logits->add_option("--ids", ids_file, "safetensors file with an int64 'ids' [B, T]")->required();
+    logits->add_option("--out", out, "safetensors file: ids, logits")->required();
+
+    auto* generate = app.add_subcommand("generate", "greedy continuations (KV cache) of prompts");
+    generate->add_option("--preset", preset)->required();
+    generate->add_option("--model", model_dir)->required();
+    generate->add_option("--prompts", ids_file, "JSON list of lists of ids")->required();
+    generate->add_option("--max-new-tokens", max_new_tokens);
+    generate->add_option("--out", out, "JSON list of lists of new ids")->required();
+
+    auto* tokenizer = app.add_subcommand("tokenizer", "train a tokenizer, then encode and decode lines");
+    tokenizer->add_option("--input", input, "training text")->required();
+    tokenizer->add_option("--vocab-size", vocab_size);
+    tokenizer->add_option("--out", out, "tokenizer directory")->required();
+    tokenizer->add_option("--lines", lines_file, "text to encode, one line each")->required();
+    tokenizer->add_option("--encoded", ids_file, "JSON: {ids, decoded}")->required();
+
+    auto* lora_export = app.add_subcommand(
+        "lora-export", "nano + nano_lora, random adapter: base/, adapter/, merged/, logits.safetensors");
+    lora_export->add_option("--seed", seed);
+    lora_export->add_option("--out", out)->required();
+
+    auto* lora_logits = app.add_subcommand("lora-logits", "nano + nano_lora from a base and a PEFT adapter");
+    lora_logits->add_option("--base", base_dir)->required();
+    lora_logits->add_option("--adapter", adapter_dir)->required();
+    lora_logits->add_option("--ids", ids_file)->required();
+    lora_logits->add_option("--out", out)->required();
+
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (*config)
+            return with_preset(preset, [&]<ModelSpec S>() {
+                std::cout << lumi::config::format_json(lumi::io::llama_config(S));
+                return 0;
+            });
+        if (*export_)
+            return with_preset(preset, [&]<ModelSpec S>() {
+                lumi::Transformer<S> model(lumi::InitSettings{.seed = seed, .std = init_std});
+                auto gen = lumi::make_generator(seed + 1);
+                perturb_norms(model, gen);
+                lumi::io::save_model(model, fs::path(out) / "model");
+                const auto ids = fixed_ids(S.vocab_size, seed + 2);
+                save_logits(fs::path(out) / "logits.safetensors", ids, logits_of(model, ids));
+                return 0;
+            });
+        if (*logits)
+            return with_preset(preset, [&]<ModelSpec S>() {
+                lumi::Transformer<S> model;
+                lumi::io::load_model(model, model_dir);
+                const auto ids = read_ids(ids_file);
+                save_logits(out, ids, logits_of(model, ids));
+                return 0;
+            });
+        if (*generate)
+            return with_preset(preset, [&]<ModelSpec S>() {
+                lumi::Transformer<S> model;
+                lumi::io::load_model(model, model_dir);
+                lumi::eval::SamplingSettings greedy;
+                greedy.max_new_tokens = max_new_tokens;
+                greedy.stop_at_eos = false;
+                const auto generated =
+                    lumi::eval::generate_ids(model, read_id_rows(ids_file), greedy, /*eos_id=*/-1);
+                std::vector<std::vector<int>> rows;
+                for (const auto& g : generated) rows.push_back(g.tokens);
+                lumi::config::write_json_file(id_rows_json(rows), out);
+                return 0;
+            });
+        if (*tokenizer) {
+            lumi::tokenizer::TrainerSettings settings;
+            settings.input = input;
+            settings.output = out;
+            settings.vocab_size = vocab_size;
+            settings.threads = 2;
+            lumi::tokenizer::train_tokenizer(settings);
+            const auto tok = lumi::Tokenizer::load(out);
+            std::ifstream in(lines_file, std::ios::binary);
+            std::vector<std::vector<int>> rows;
+            boost::json::array decoded;
+            for (std::string line; std::getline(in, line);) {
+                rows.push_back(tok.encode(line));
+                decoded.emplace_back(tok.decode(rows.back()));
+            }
+            lumi::config::write_json_file(
+                boost::json::object{{"ids", id_rows_json(rows)}, {"decoded", decoded}}, ids_file);
+            return 0;
+        }
+        constexpr ModelSpec S = lumi::presets::nano;
+        constexpr lumi::LoraSpec L = lumi::presets::nano_lora;
+        if (*lora_export) {
+            lumi::Transformer<S, lumi::Lora<L>> model(lumi::InitSettings{.seed = seed, .std = init_std});
+            auto gen = lumi::make_generator(seed + 1);
+            perturb_norms(model, gen);
+            // lora_B is still zero: the merged copy is the base model.
+            lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "base");
+            {
+                torch::NoGradGuard no_grad;
+                for (auto& item : model->named_parameters())
+                    if (item.key().ends_with("lora_B.weight")) item.value().normal_(0.0, 0.1, gen);
+            }
+            lumi::lora::save_adapter(model, fs::path(out) / "adapter", (fs::path(out) / "base").string());
+            lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "merged");
+            const auto ids = fixed_ids(S.vocab_size, seed + 2);
+            save_logits(fs::path(out) / "logits.safetensors", ids, logits_of(model, ids));
+            return 0;
+        }
+        if (*lora_logits) {
+            lumi::Transformer<S, lumi::Lora<L>> model;
+            lumi::lora::load_base(model, base_dir);
+            lumi::lora::load_adapter(model, adapter_dir);
+            const auto ids = read_ids(ids_file);
+            save_logits(out, ids, logits_of(model, ids));
+            return 0;
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+    return 2;
+}

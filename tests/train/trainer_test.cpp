@@ -1,0 +1,244 @@
+#include <cmath>
+#include <filesystem>
+
+#include "../model/test_specs.hpp"
+#include "lumi/lora/lora.hpp"
+#include "lumi/train/trainer.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using lumi::train::Batch;
+
+// Sequences of a repeating pattern with noise: learnable, and a fixed size so every test is fast.
+class PatternDataset {
+  public:
+    PatternDataset(std::int64_t count, std::int64_t length, std::int64_t vocab, std::uint64_t seed = 5)
+        : length_(length) {
+        auto gen = lumi::make_generator(seed);
+        auto starts = torch::randint(0, vocab, {count, 1}, gen, torch::kInt64);
+        tokens_ = (starts + torch::arange(length, torch::kInt64).unsqueeze(0) * 3).remainder(vocab);
+    }
+    std::int64_t size() const { return tokens_.size(0); }
+    std::int64_t sequence_length() const { return length_; }
+    std::vector<std::int64_t> order(std::int64_t epoch) const {
+        auto perm = torch::randperm(size(), lumi::make_generator(1000 + std::uint64_t(epoch)), torch::kInt64);
+        return {perm.data_ptr<std::int64_t>(), perm.data_ptr<std::int64_t>() + size()};
+    }
+    Batch samples(std::span<const std::int64_t> indices) const {
+        auto index = torch::tensor(std::vector<std::int64_t>(indices.begin(), indices.end()), torch::kInt64);
+        return {tokens_.index_select(0, index), {}, {}};
+    }
+
+  private:
+    std::int64_t length_;
+    torch::Tensor tokens_;
+};
+
+constexpr lumi::ModelSpec spec = lumi::test::gqa;
+using Model = lumi::Transformer<spec>;
+using SmallTrainer = lumi::Trainer<Model, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision>;
+
+fs::path fresh(const std::string& name) {
+    const auto dir = fs::temp_directory_path() / ("lumi_trainer_test_" + name);
+    fs::remove_all(dir);
+    return dir;
+}
+
+SmallTrainer::Settings settings_for(const fs::path& output, std::int64_t steps) {
+    SmallTrainer::Settings s;
+    s.run.output = output.string();
+    s.run.micro_batch = 4;
+    s.run.max_steps = steps;
+    s.run.log_every = 1;
+    s.run.eval_every = 0;
+    s.run.eval_batches = 2;
+    s.run.checkpoint_every = 0;
+    s.run.device = "cpu";
+    s.optimizer.lr = 3e-3;
+    s.schedule.warmup_steps = 2;
+    return s;
+}
+
+TEST(Trainer, LowersTheLossAndWritesCheckpointsAndFinalModel) {
+    const auto out = fresh("learns");
+    PatternDataset train(64, 17, spec.vocab_size), val(16, 17, spec.vocab_size, 9);
+    SmallTrainer trainer(Model(), settings_for(out, 30));
+    const double before = trainer.evaluate(val, 2);
+    const auto result = trainer.fit(train, &val);
+    EXPECT_EQ(result.steps, 30);
+    EXPECT_EQ(result.tokens, 30 * 4 * 17);
+    EXPECT_LT(result.val_loss, before - 1.0);
+    EXPECT_TRUE(fs::exists(out / "final" / "model.safetensors"));
+    EXPECT_TRUE(fs::exists(out / "checkpoints" / "step_00000030" / "optimizer.safetensors"));
+    EXPECT_TRUE(fs::exists(out / "metrics.jsonl"));
+    EXPECT_TRUE(fs::exists(out / "config.json"));
+}
+
+TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {
+    PatternDataset train(40, 9, spec.vocab_size);  // 10 micro-batches per epoch: resume crosses an epoch
+    const auto whole_dir = fresh("whole");
+    auto whole_settings = settings_for(whole_dir, 16);
+    whole_settings.run.grad_accum = 2;
+    std::vector<double> whole;
+    {
+        SmallTrainer trainer(Model(), whole_settings);
+        trainer.add_callback([&](const auto& r) { whole.push_back(r.loss); });
+        trainer.fit(train);
+    }
+    const auto split_dir = fresh("split");
+    auto split_settings = whole_settings;
+    split_settings.run.output = split_dir.string();
+    split_settings.run.checkpoint_every = 7;
+    std::vector<double> split;
+    {
+        SmallTrainer trainer(Model(), split_settings);
+        trainer.add_callback([&](const auto& r) {
+            split.push_back(r.loss);
+            if (r.step == 7) lumi::train::StopSignals::request();
+        });
+        const auto result = trainer.fit(train);
+        EXPECT_TRUE(result.interrupted);
+        EXPECT_EQ(result.steps, 7);
+    }
+    split_settings.run.resume = "latest";
+    {
+        lumi::InitSettings other_init{.seed = 99};  // the checkpoint, not the initialisation, must decide
+        SmallTrainer trainer(Model(other_init), split_settings);
+        trainer.add_callback([&](const auto& r) { split.push_back(r.loss); });
+        const auto result = trainer.fit(train);
+        EXPECT_FALSE(result.interrupted);
+        EXPECT_EQ(result.steps, 16);
+    }
+    ASSERT_EQ(split.size(), whole.size());
+    for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_EQ(split[i], whole[i]) << "step " << i + 1;
+}
+
+TEST(Trainer, LoraWithDropoutResumesBitForBitAndLeavesTheBaseUntouched) {
+    constexpr lumi::LoraSpec adapter{.rank = 4, .alpha = 8, .dropout = 0.2};
+    using LoraModel = lumi::Transformer<spec, lumi::Lora<adapter>>;
+    using LoraTrainer = lumi::Trainer<LoraModel, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision>;
+    PatternDataset train(24, 9, spec.vocab_size);
+    auto settings = [&](const fs::path& out) {
+        LoraTrainer::Settings s;
+        s.run = settings_for(out, 8).run;
+        s.optimizer.lr = 1e-2;
+        return s;
+    };
+    std::vector<double> whole, split;
+    torch::Tensor base_before, base_after;
+    {
+        torch::manual_seed(0);
+        LoraTrainer trainer(LoraModel(), settings(fresh("lora_whole")));
+        base_before = trainer.model()->model->blocks[0]->self_attn->q_proj->weight.detach().clone();
+        trainer.add_callback([&](const auto& r) { whole.push_back(r.loss); });
+        trainer.fit(train);
+        base_after = trainer.model()->model->blocks[0]->self_attn->q_proj->weight.detach().clone();
+    }
+    EXPECT_TRUE(torch::equal(base_before, base_after));
+    auto s = settings(fresh("lora_split"));
+    {
+        torch::manual_seed(0);
+        LoraTrainer trainer(LoraModel(), s);
+        trainer.add_callback([&](const auto& r) {
+            split.push_back(r.loss);
+            if (r.step == 3) lumi::train::StopSignals::request();
+        });
+        trainer.fit(train);
+    }
+    torch::manual_seed(123);  // the checkpoint restores the generator dropout draws from
+    s.run.resume = "latest";
+    LoraTrainer trainer(LoraModel(), s);
+    trainer.add_callback([&](const auto& r) { split.push_back(r.loss); });
+    trainer.fit(train);
+    ASSERT_EQ(split.size(), whole.size());
+    for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_EQ(split[i], whole[i]) << "step " << i + 1;
+}
+
+TEST(Trainer, AccumulatingMicroBatchesEqualsOneLargerBatch) {
+    PatternDataset train(32, 9, spec.vocab_size);
+    auto run = [&](std::int64_t micro, std::int64_t accum, const std::string& name) {
+        auto s = settings_for(fresh(name), 3);
+        s.run.micro_batch = micro;
+        s.run.grad_accum = accum;
+        SmallTrainer trainer(Model(), s);
+        trainer.fit(train);
+        return trainer.model()->model->embed_tokens->weight.detach().clone();
+    };
+    const auto accumulated = run(2, 4, "accum");
+    const auto large = run(8, 1, "large");
+    EXPECT_TRUE(torch::allclose(accumulated, large, 1e-4, 1e-5));
+}
+
+TEST(Trainer, ResumeRefusesDifferentRunSettingsAndMissingCheckpoints) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("refuse");
+    auto s = settings_for(out, 2);
+    {
+        SmallTrainer trainer(Model(), s);
+        trainer.fit(train);
+    }
+    s.run.resume = "latest";
+    s.run.micro_batch = 2;
+    SmallTrainer trainer(Model(), s);
+    try {
+        trainer.fit(train);
+        FAIL();
+    } catch (const lumi::Error& error) {
+        EXPECT_NE(std::string(error.what()).find("micro_batch: checkpoint 4, now 2"), std::string::npos)
+            << error.what();
+    }
+    auto none = settings_for(fresh("none"), 2);
+    none.run.resume = "latest";
+    SmallTrainer empty(Model(), none);
+    EXPECT_THROW(empty.fit(train), lumi::Error);
+}
+
+TEST(Trainer, KeepsOnlyTheLastCheckpoints) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("keep");
+    auto s = settings_for(out, 6);
+    s.run.checkpoint_every = 1;
+    s.run.keep_checkpoints = 2;
+    SmallTrainer trainer(Model(), s);
+    trainer.fit(train);
+    const auto kept = lumi::train::list_checkpoints(out);
+    ASSERT_EQ(kept.size(), 2u);
+    EXPECT_EQ(kept[0].filename(), "step_00000005");
+    EXPECT_EQ(kept[1].filename(), "step_00000006");
+}
+
+TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("nan");
+    auto s = settings_for(out, 5);
+    s.run.checkpoint_every = 1;
+    SmallTrainer trainer(Model(), s);
+    trainer.add_callback([&](const auto& r) {
+        if (r.step == 2) {
+            torch::NoGradGuard no_grad;
+            trainer.model()->model->norm->weight.fill_(NAN);
+        }
+    });
+    try {
+        trainer.fit(train);
+        FAIL();
+    } catch (const lumi::Error& error) {
+        const std::string message = error.what();
+        EXPECT_NE(message.find("step 3: the training loss is nan"), std::string::npos) << message;
+        EXPECT_NE(message.find("step_00000002"), std::string::npos) << message;
+    }
+}
+
+TEST(Trainer, MaskedAndSegmentedTargetsAreIgnored) {
+    Batch batch{torch::tensor({{5, 6, 7, 8, 9}}, torch::kInt64),
+                torch::tensor({{false, false, true, true, true}}),
+                torch::tensor({{0, 0, 0, 1, 1}}, torch::kInt32)};
+    auto [inputs, targets] = lumi::train::inputs_and_targets(batch);
+    EXPECT_TRUE(torch::equal(inputs, torch::tensor({{5, 6, 7, 8}}, torch::kInt64)));
+    // target 6 masked (prompt), 7 kept, 8 starts another example, 9 kept
+    EXPECT_TRUE(torch::equal(targets, torch::tensor({{-100, 7, -100, 9}}, torch::kInt64)));
+}
+
+}  // namespace
