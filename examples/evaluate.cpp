@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/eval/boolq.hpp>
 #include <lumi/eval/generate.hpp>
 #include <lumi/eval/perplexity.hpp>
@@ -74,6 +75,7 @@ bool wants(const EvaluateSettings& s, const std::string& task) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Evaluate a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
     std::optional<std::string> config;
     std::vector<std::string> sets, compare;

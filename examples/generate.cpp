@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/eval/generate.hpp>
 #include <lumi/eval/prompt.hpp>
 #include <lumi/io/model_io.hpp>
@@ -45,6 +46,7 @@ struct GenerateSettings {
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Generate text with a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

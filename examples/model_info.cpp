@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/lumi.hpp>
 #include <lumi/presets.hpp>
 
@@ -50,6 +51,7 @@ void run(const Settings& settings) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{"Describe a lumi preset and time one training pass"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

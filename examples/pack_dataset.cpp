@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/data/pack.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 
@@ -29,6 +30,7 @@ void print_split(const char* name, const lumi::data::SplitReport& split) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{"Pack a tokenised corpus into fixed-length sequences (train/val binary shards)"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

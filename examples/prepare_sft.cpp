@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/data/sft.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 
@@ -27,6 +28,7 @@ void print_split(const char* name, const lumi::data::SftSplitReport& report) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{"Prepare a packed instruction-tuning set with loss masks"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

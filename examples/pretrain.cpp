@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/presets.hpp>
 #include <lumi/train/pretrain.hpp>
 
@@ -25,6 +26,7 @@ using Settings = lumi::train::PretrainSettings<>;
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Pretrain the '") + preset_name + "' preset"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/presets.hpp>
 #include <lumi/train/finetune.hpp>
 
@@ -28,6 +29,7 @@ using Settings = lumi::train::FinetuneSettings<>;
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Fine-tune the '") + preset_name + "' preset on instruction data"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

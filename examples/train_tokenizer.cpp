@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/threads.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>
 
@@ -53,6 +54,7 @@ void print_summary(const lumi::tokenizer::TrainerSettings& settings,
 }  // namespace
 
 int main(int argc, char** argv) {
+    lumi::prefer_passive_openmp(argv);
     CLI::App app{"Train a SentencePiece tokenizer (unigram or BPE) for lumi and transformers"};
     std::optional<std::string> config;
     std::vector<std::string> sets;

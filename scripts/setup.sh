@@ -25,6 +25,7 @@ packages=(
   librange-v3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libzstd-dev libutf8proc-dev
+  jargon-text fortunes debian-reference-en wordnet-base
 )
 
 if [ ! -r /etc/debian_version ] || ! command -v dpkg-query >/dev/null 2>&1; then

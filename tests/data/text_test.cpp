@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 // The corpus stage's parts: text cleaning, readers and deduplication.
 #include <filesystem>
 #include <random>
@@ -18,7 +20,7 @@ using namespace lumi::data;
 namespace {
 
 fs::path fresh_directory(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / "lumi_text_test" / name;
+    const fs::path dir = fs::temp_directory_path() / ("lumi_text_test_" + std::to_string(::getpid())) / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;

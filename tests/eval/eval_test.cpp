@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -102,7 +104,7 @@ struct FlagImpl : torch::nn::Module {
 TORCH_MODULE(Flag);
 
 fs::path temporary(const std::string& name, const std::string& text) {
-    const fs::path file = fs::temp_directory_path() / ("lumi_eval_test_" + name);
+    const fs::path file = fs::temp_directory_path() / ("lumi_eval_test_" + std::to_string(::getpid()) + "_" + name);
     std::ofstream(file, std::ios::binary) << text;
     return file;
 }
@@ -650,7 +652,7 @@ eval::Results sample_results(double perplexity, double accuracy) {
 }
 
 TEST(Results, WriteThenReadGivesTheSameMetrics) {
-    const fs::path file = fs::temp_directory_path() / "lumi_eval_test_results" / "results.json";
+    const fs::path file = fs::temp_directory_path() / ("lumi_eval_test_results_" + std::to_string(::getpid())) / "results.json";
     auto r = sample_results(150.25, 0.625);
     r.details["smoke"] = boost::json::array{1, 2};
     eval::write_results(r, file);

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -41,7 +43,8 @@ using Model = lumi::Transformer<spec>;
 using SmallTrainer = lumi::Trainer<Model, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision>;
 
 fs::path fresh(const std::string& name) {
-    const auto dir = fs::temp_directory_path() / ("lumi_trainer_test_" + name);
+    const auto dir =
+        fs::temp_directory_path() / ("lumi_trainer_test_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir);
     return dir;
 }
@@ -229,6 +232,19 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
         EXPECT_NE(message.find("step 3: the training loss is nan"), std::string::npos) << message;
         EXPECT_NE(message.find("step_00000002"), std::string::npos) << message;
     }
+}
+
+TEST(Loader, BackgroundPrefetchGivesTheSameBatchesAndPositions) {
+    PatternDataset data(10, 5, spec.vocab_size);
+    lumi::train::Loader<PatternDataset> direct(data, 3, {}, torch::kCPU, 0, 1, 0);
+    lumi::train::Loader<PatternDataset> threaded(data, 3, {}, torch::kCPU, 0, 1, 2);
+    for (int i = 0; i < 7; ++i) {  // 3 batches per epoch: crosses two epoch boundaries
+        EXPECT_TRUE(torch::equal(direct.next().tokens, threaded.next().tokens)) << i;
+        EXPECT_EQ(direct.position().epoch, threaded.position().epoch);
+        EXPECT_EQ(direct.position().offset, threaded.position().offset);
+    }
+    EXPECT_EQ(direct.position().epoch, 2);
+    EXPECT_EQ(direct.position().offset, 3);
 }
 
 TEST(Trainer, MaskedAndSegmentedTargetsAreIgnored) {
