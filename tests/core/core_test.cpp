@@ -12,7 +12,8 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path fresh_directory(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("lumi_core_test_" + std::to_string(::getpid()) + "_" + name);
+    const fs::path dir =
+        fs::temp_directory_path() / ("lumi_core_test_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;

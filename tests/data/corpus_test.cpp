@@ -27,7 +27,8 @@ const fs::path shakespeare = shared_data / "shakespeare" / "input.txt";
 const fs::path wikitext = shared_data / "wikitext-2" / "test.txt";
 
 fs::path fresh_directory(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("lumi_corpus_test_" + std::to_string(::getpid())) / name;
+    const fs::path dir =
+        fs::temp_directory_path() / ("lumi_corpus_test_" + std::to_string(::getpid())) / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;

@@ -45,7 +45,8 @@ inline lumi::data::TokenizerInfo byte_tokenizer() {
 }
 
 inline fs::path fresh_directory(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / ("lumi_packing_test_" + std::to_string(::getpid()) + "_" + name);
+    const fs::path dir =
+        fs::temp_directory_path() / ("lumi_packing_test_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;

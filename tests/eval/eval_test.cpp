@@ -104,7 +104,8 @@ struct FlagImpl : torch::nn::Module {
 TORCH_MODULE(Flag);
 
 fs::path temporary(const std::string& name, const std::string& text) {
-    const fs::path file = fs::temp_directory_path() / ("lumi_eval_test_" + std::to_string(::getpid()) + "_" + name);
+    const fs::path file =
+        fs::temp_directory_path() / ("lumi_eval_test_" + std::to_string(::getpid()) + "_" + name);
     std::ofstream(file, std::ios::binary) << text;
     return file;
 }
@@ -652,7 +653,8 @@ eval::Results sample_results(double perplexity, double accuracy) {
 }
 
 TEST(Results, WriteThenReadGivesTheSameMetrics) {
-    const fs::path file = fs::temp_directory_path() / ("lumi_eval_test_results_" + std::to_string(::getpid())) / "results.json";
+    const fs::path file =
+        fs::temp_directory_path() / ("lumi_eval_test_results_" + std::to_string(::getpid())) / "results.json";
     auto r = sample_results(150.25, 0.625);
     r.details["smoke"] = boost::json::array{1, 2};
     eval::write_results(r, file);

@@ -20,7 +20,8 @@ using LoraModel = lumi::Transformer<spec, lumi::Lora<adapter>>;
 using Dense = lumi::Transformer<spec>;
 
 fs::path fresh(const std::string& name) {
-    const auto dir = fs::temp_directory_path() / ("lumi_lora_test_" + std::to_string(::getpid()) + "_" + name);
+    const auto dir =
+        fs::temp_directory_path() / ("lumi_lora_test_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(dir);
     return dir;
 }
