@@ -20,6 +20,8 @@
 #include <lumi/presets.hpp>
 #include <lumi/train/trainer.hpp>
 
+#include "stage_cli.hpp"
+
 #ifndef LUMI_PRESET
 #define LUMI_PRESET nano
 #endif
@@ -77,19 +79,19 @@ bool wants(const EvaluateSettings& s, const std::string& task) {
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Evaluate a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets, compare;
-    app.add_option("--config", config, "JSON settings file");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "EvaluateSettings");
+    std::vector<std::string> compare;
     app.add_option("--compare", compare, "print two results.json side by side and exit")->expected(2);
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<EvaluateSettings>()) return 0;
     try {
         if (!compare.empty()) {
             std::cout << lumi::eval::compare(std::filesystem::path(compare[0]),
                                              std::filesystem::path(compare[1]));
             return 0;
         }
-        const auto settings = lumi::config::load<EvaluateSettings>(config, sets);
+        const auto settings = cli.load<EvaluateSettings>();
+        if (cli.printed(settings)) return 0;
         lumi::config::save(settings, std::filesystem::path(settings.output) / "evaluate.json");
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         lumi::Transformer<spec> model;

@@ -14,6 +14,8 @@
 #include <lumi/presets.hpp>
 #include <lumi/train/trainer.hpp>
 
+#include "stage_cli.hpp"
+
 #ifndef LUMI_PRESET
 #define LUMI_PRESET nano
 #endif
@@ -48,13 +50,12 @@ struct GenerateSettings {
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Generate text with a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    app.add_option("--config", config, "JSON settings file");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "GenerateSettings");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<GenerateSettings>()) return 0;
     try {
-        auto settings = lumi::config::load<GenerateSettings>(config, sets);
+        auto settings = cli.load<GenerateSettings>();
+        if (cli.printed(settings)) return 0;
         if (!settings.prompt_file.empty()) {
             std::ifstream in(settings.prompt_file);
             if (!in) throw lumi::Error(settings.prompt_file + ": cannot open the prompt file");

@@ -15,6 +15,8 @@
 #include <lumi/data/pack.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 
+#include "stage_cli.hpp"
+
 namespace {
 
 void print_split(const char* name, const lumi::data::SplitReport& split) {
@@ -32,13 +34,12 @@ void print_split(const char* name, const lumi::data::SplitReport& split) {
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Pack a tokenised corpus into fixed-length sequences (train/val binary shards)"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    app.add_option("--config", config, "JSON settings file (lumi::data::PackSettings)");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "lumi::data::PackSettings");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<lumi::data::PackSettings>()) return 0;
     try {
-        const auto settings = lumi::config::load<lumi::data::PackSettings>(config, sets);
+        const auto settings = cli.load<lumi::data::PackSettings>();
+        if (cli.printed(settings)) return 0;
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         // The effective settings are written inside the output directory (config.json), with the manifest.

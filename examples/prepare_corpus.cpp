@@ -16,21 +16,16 @@
 #include <lumi/config/config.hpp>
 #include <lumi/data/corpus.hpp>
 
+#include "stage_cli.hpp"
+
 int main(int argc, char** argv) {
     CLI::App app{"Prepare a cleaned, deduplicated, budgeted text corpus as JSON Lines shards"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    bool print_settings = false;
-    app.add_option("--config", config, "JSON settings file (lumi::CorpusSettings)");
-    app.add_option("--set", sets, "override a setting: key=value, e.g. output=out/corpus (repeatable)");
-    app.add_flag("--print-settings", print_settings, "print the effective settings and exit");
+    lumi::stage::Cli cli(app, "lumi::CorpusSettings");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<lumi::CorpusSettings>()) return 0;
     try {
-        const auto settings = lumi::config::load<lumi::CorpusSettings>(config, sets);
-        if (print_settings) {
-            std::cout << lumi::config::format_json(lumi::config::to_json(settings));
-            return 0;
-        }
+        const auto settings = cli.load<lumi::CorpusSettings>();
+        if (cli.printed(settings)) return 0;
         // The effective settings land next to the shards, as corpus_config.json, inside the same atomic
         // commit.
         const lumi::CorpusReport report = lumi::prepare_corpus(settings, &std::cout);

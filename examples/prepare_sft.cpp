@@ -15,6 +15,8 @@
 #include <lumi/data/sft.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 
+#include "stage_cli.hpp"
+
 namespace {
 
 void print_split(const char* name, const lumi::data::SftSplitReport& report) {
@@ -30,13 +32,12 @@ void print_split(const char* name, const lumi::data::SftSplitReport& report) {
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Prepare a packed instruction-tuning set with loss masks"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    app.add_option("--config", config, "JSON settings file (lumi::data::SftSettings)");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "lumi::data::SftSettings");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<lumi::data::SftSettings>()) return 0;
     try {
-        const auto settings = lumi::config::load<lumi::data::SftSettings>(config, sets);
+        const auto settings = cli.load<lumi::data::SftSettings>();
+        if (cli.printed(settings)) return 0;
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         // The effective settings are written inside the output directory (config.json), with the manifest.

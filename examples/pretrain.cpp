@@ -11,6 +11,8 @@
 #include <lumi/presets.hpp>
 #include <lumi/train/pretrain.hpp>
 
+#include "stage_cli.hpp"
+
 #ifndef LUMI_PRESET
 #define LUMI_PRESET nano
 #endif
@@ -28,25 +30,16 @@ using Settings = lumi::train::PretrainSettings<>;
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Pretrain the '") + preset_name + "' preset"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    bool resume = false, print_config = false;
-    app.add_option("--config", config, "JSON settings file");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "lumi::train::PretrainSettings<>");
+    bool resume = false;
     app.add_flag("--resume", resume, "continue from the newest checkpoint in run.output");
-    app.add_flag("--print-config", print_config, "print the effective settings and exit");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<Settings>()) return 0;
     try {
-        auto settings = lumi::config::load<Settings>(config, sets);
+        auto settings = cli.load<Settings>();
         if (resume) settings.run.resume = "latest";
-        if (!settings.preset.empty() && settings.preset != preset_name)
-            throw lumi::Error((config ? *config : std::string("--set")) + ": preset is '" + settings.preset +
-                              "' but this binary was compiled for '" + preset_name +
-                              "' (build lumi_pretrain_" + settings.preset + ")");
-        if (print_config) {
-            std::cout << lumi::config::format_json(lumi::config::to_json(settings));
-            return 0;
-        }
+        cli.check_preset(settings.preset, preset_name, "pretrain");
+        if (cli.printed(settings)) return 0;
         const auto result = lumi::train::pretrain<spec>(settings);
         std::cout << (result.interrupted ? "interrupted" : "finished") << " after " << result.steps
                   << " steps, " << result.tokens << " tokens; training loss " << result.train_loss;

@@ -13,6 +13,8 @@
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>
 
+#include "stage_cli.hpp"
+
 namespace {
 
 void print_summary(const lumi::tokenizer::TrainerSettings& settings,
@@ -56,13 +58,12 @@ void print_summary(const lumi::tokenizer::TrainerSettings& settings,
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Train a SentencePiece tokenizer (unigram or BPE) for lumi and transformers"};
-    std::optional<std::string> config;
-    std::vector<std::string> sets;
-    app.add_option("--config", config, "JSON settings file");
-    app.add_option("--set", sets, "override a setting: key=value (repeatable)");
+    lumi::stage::Cli cli(app, "lumi::tokenizer::TrainerSettings");
     CLI11_PARSE(app, argc, argv);
+    if (cli.described<lumi::tokenizer::TrainerSettings>()) return 0;
     try {
-        const auto settings = lumi::config::load<lumi::tokenizer::TrainerSettings>(config, sets);
+        const auto settings = cli.load<lumi::tokenizer::TrainerSettings>();
+        if (cli.printed(settings)) return 0;
         const auto report = lumi::tokenizer::train_tokenizer(settings);
         lumi::config::save(settings, report.directory / "train_tokenizer.json");
         print_summary(settings, report, lumi::Tokenizer::load(report.directory, report.sha256));

@@ -19,11 +19,11 @@ sudo=""
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-pthread libgloo-dev
   libboost1.81-dev libboost-json1.81-dev
   sentencepiece protobuf-compiler libprotobuf-dev
   librange-v3-dev libfmt-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev python3-torch
   zlib1g-dev libzstd-dev libutf8proc-dev
   jargon-text fortunes debian-reference-en wordnet-base
 )

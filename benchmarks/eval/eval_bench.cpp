@@ -69,5 +69,3 @@ BENCHMARK_TEMPLATE(boolq_rows, Nano)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(boolq_rows, FullLogits)->Args({200, 8})->UseRealTime()->Unit(benchmark::kMillisecond);
-
-BENCHMARK_MAIN();

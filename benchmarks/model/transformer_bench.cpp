@@ -1,83 +1,55 @@
-// Layers and the whole model, forward and forward+backward, per preset. Figures are tokens (items) per
-// second.
-//   lumi_model_bench --benchmark_format=json --benchmark_out=model.json
-#include <benchmark/benchmark.h>
-
-#include <lumi/lumi.hpp>
-#include <lumi/presets.hpp>
+// The whole model per preset: inference forward, and forward+backward with the full loss
+// (train/step_bench.cpp compares the loss kernels within a training step).
+//   lumi_model_bench --benchmark_filter='^transformer/'
+#include "../bench.hpp"
 
 namespace {
 
-using lumi::model::AttentionKernel;
+using lumi::ModelSpec;
+using lumi::model::LossKernel;
 
-torch::Tensor tokens(std::int64_t vocab, std::int64_t batch, std::int64_t length) {
-    auto gen = lumi::make_generator(0);
-    return torch::randint(vocab, {batch, length}, gen, torch::kLong);
-}
-
-template <lumi::ModelSpec S>
-void rmsnorm_forward(benchmark::State& state) {
-    lumi::model::RMSNorm<S> norm;
-    const auto x = torch::randn({state.range(0), state.range(1), S.d_model});
-    torch::NoGradGuard no_grad;
-    for (auto _ : state) benchmark::DoNotOptimize(norm(x));
-    state.SetItemsProcessed(state.iterations() * state.range(0) * state.range(1));
-    state.SetBytesProcessed(state.iterations() * 2 * x.numel() * 4);
-}
-
-template <lumi::ModelSpec S, AttentionKernel K>
-void attention_forward_backward(benchmark::State& state) {
-    if (K == AttentionKernel::fused && !lumi::has_fused_attention) {
-        state.SkipWithError("this LibTorch has no fused attention");
-        return;
-    }
-    lumi::model::Attention<S> attention;
-    lumi::model::RotaryEmbedding<S> rope;
-    attention->kernel = K;
-    const auto x = torch::randn({state.range(0), state.range(1), S.d_model}, torch::requires_grad());
-    for (auto _ : state) {
-        attention->forward(x, rope).sum().backward();
-        benchmark::ClobberMemory();
-    }
-    state.SetItemsProcessed(state.iterations() * state.range(0) * state.range(1));
-}
-
-template <lumi::ModelSpec S>
-void model_forward(benchmark::State& state) {
-    lumi::Transformer<S> model;
-    const auto ids = tokens(S.vocab_size, state.range(0), state.range(1));
+template <ModelSpec S>
+void forward(benchmark::State& state) {
+    lumi::Transformer<S> model(lumi::InitSettings{.seed = 1});
+    const auto ids = lumi::bench::random_tokens(S.vocab_size, state.range(0), state.range(1));
     torch::NoGradGuard no_grad;
     for (auto _ : state) benchmark::DoNotOptimize(model->forward(ids));
     state.SetItemsProcessed(state.iterations() * ids.numel());
 }
 
-template <lumi::ModelSpec S>
-void model_forward_backward(benchmark::State& state) {
-    lumi::Transformer<S> model;
-    const auto ids = tokens(S.vocab_size, state.range(0), state.range(1) + 1);
+template <ModelSpec S, LossKernel K>
+void forward_backward(benchmark::State& state) {
+    lumi::Transformer<S> model(lumi::InitSettings{.seed = 1});
+    model->loss_kernel = K;
+    const auto ids = lumi::bench::random_tokens(S.vocab_size, state.range(0), state.range(1) + 1);
     const auto input = ids.narrow(1, 0, state.range(1)), target = ids.narrow(1, 1, state.range(1));
-    for (auto _ : state) {
+    auto step = [&](const torch::Tensor& in, const torch::Tensor& out) {
         model->zero_grad();
-        model->forward(input, target).loss.backward();
-        benchmark::ClobberMemory();
-    }
-    state.SetItemsProcessed(state.iterations() * input.numel());
+        model->forward(in, out).loss.backward();
+    };
+    lumi::bench::run_steps(state, step, input, target);
 }
 
-using namespace lumi::presets;
+template <ModelSpec S>
+void add(const char* preset, std::int64_t batch, std::int64_t seq) {
+    const std::string name = std::string("transformer/") + preset;
+    benchmark::RegisterBenchmark((name + "/forward").c_str(), forward<S>)
+        ->ArgNames({"batch", "seq"})
+        ->Args({batch, seq})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark((name + "/forward_backward").c_str(), forward_backward<S, LossKernel::full>)
+        ->ArgNames({"batch", "seq"})
+        ->Args({batch, seq})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+}
 
-BENCHMARK(rmsnorm_forward<tiny>)->Args({8, 256})->Unit(benchmark::kMicrosecond);
-BENCHMARK(attention_forward_backward<tiny, AttentionKernel::math>)
-    ->Args({4, 256})
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(attention_forward_backward<tiny, AttentionKernel::fused>)
-    ->Args({4, 256})
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(model_forward<nano>)->Args({8, 256})->Unit(benchmark::kMillisecond);
-BENCHMARK(model_forward_backward<nano>)->Args({8, 256})->Unit(benchmark::kMillisecond);
-BENCHMARK(model_forward_backward<micro>)->Args({4, 256})->Unit(benchmark::kMillisecond);
-BENCHMARK(model_forward_backward<tiny>)->Args({4, 256})->Unit(benchmark::kMillisecond);
+[[maybe_unused]] const bool registered = [] {
+    using namespace lumi::presets;
+    add<nano>("nano", 8, 256);
+    add<tiny>("tiny", 4, 256);
+    return true;
+}();
 
 }  // namespace
-
-BENCHMARK_MAIN();

@@ -20,6 +20,7 @@
 #include <lumi/io/safetensors.hpp>
 #include <lumi/lora/lora.hpp>
 #include <lumi/model/context.hpp>
+#include <lumi/model/loss.hpp>
 #include <lumi/model/spec.hpp>
 #include <lumi/model/transformer.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>

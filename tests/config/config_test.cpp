@@ -1,4 +1,5 @@
 #include <lumi/config/config.hpp>
+#include <lumi/config/reference.hpp>
 
 #include <gtest/gtest.h>
 
@@ -383,6 +384,22 @@ TEST(Describe, ListsEveryLeafWithItsTypeAndDefault) {
     EXPECT_EQ(type_of("optimizers"), "array<object>");
     EXPECT_EQ(type_of("weights"), "map<string, double>");
     EXPECT_EQ(type_of("triple"), "array<float, 3>");
+    // A list's elements are described with an element's defaults.
+    EXPECT_EQ(type_of("optimizers[].lr"), "double");
+    EXPECT_EQ(type_of("optimizers[].schedule"), "enum ('constant', 'cosine', 'linear')");
+    EXPECT_EQ(type_of("numbers[]"), "<missing>");
+}
+
+struct Piped {
+    std::string separator = "a|b";
+};
+
+TEST(Describe, MarkdownReferenceHasOneRowPerFieldAndEscapesPipes) {
+    const std::string table = markdown_reference<Settings>();
+    EXPECT_EQ(table.rfind("| key | type | default |\n|---|---|---|\n", 0), 0u);
+    EXPECT_NE(table.find("| `train.optimizer.lr` | double | `0.001` |\n"), std::string::npos) << table;
+    EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 2 + 8);
+    EXPECT_NE(markdown_reference<Piped>().find("`\"a\\|b\"`"), std::string::npos);
 }
 
 }  // namespace

@@ -511,6 +511,11 @@ void describe_fields(const T& defaults, const std::string& path, std::vector<Fie
             std::string text;
             print(text, write(field), -1, 0);
             out.push_back({field_path, type_name<Field>(), std::move(text)});
+            // The fields of a list's elements too (`sources[].path`), with an element's defaults.
+            if constexpr (Vector<Field>) {
+                if constexpr (Object<typename Field::value_type>)
+                    describe_fields(typename Field::value_type{}, field_path + "[]", out);
+            }
         }
     });
 }

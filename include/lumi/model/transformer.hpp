@@ -6,11 +6,9 @@
 #include <vector>
 
 #include <lumi/model/block.hpp>
+#include <lumi/model/loss.hpp>
 
 namespace lumi::model {
-
-// Targets equal to this take no part in the loss (Hugging Face's convention).
-inline constexpr std::int64_t ignore_index = -100;
 
 struct InitSettings {
     std::uint64_t seed = 0;
@@ -18,7 +16,7 @@ struct InitSettings {
 };
 
 struct Output {
-    torch::Tensor logits;  // [B, T, vocab]
+    torch::Tensor logits;  // [B, T, vocab]; undefined with LossKernel::chunked
     torch::Tensor loss;    // mean cross-entropy over targets != ignore_index (float32 scalar)
 };
 
@@ -84,18 +82,21 @@ class TransformerImpl : public torch::nn::Module {
 
     // Logits and the mean next-token loss; targets[b, t] is the token expected after ids[b, t].
     Output forward(const torch::Tensor& ids, const torch::Tensor& targets, const Context& ctx = {}) {
-        auto logits = forward(ids, ctx);
-        auto loss = torch::nn::functional::cross_entropy(
-            logits.view({-1, S.vocab_size}).to(torch::kFloat32), targets.reshape({-1}),
-            torch::nn::functional::CrossEntropyFuncOptions().ignore_index(ignore_index));
+        auto hidden = model->forward(ids, ctx);
+        if (loss_kernel == LossKernel::chunked)
+            return {torch::Tensor(), chunked_head_loss(hidden, head_weight(), targets, loss_chunk)};
+        auto logits = head(hidden);
+        auto loss = cross_entropy(logits, targets);
         return {std::move(logits), std::move(loss)};
     }
 
-    torch::Tensor head(const torch::Tensor& hidden) {
+    torch::Tensor head(const torch::Tensor& hidden) { return torch::linear(hidden, head_weight()); }
+
+    const torch::Tensor& head_weight() const {
         if constexpr (S.tie_embeddings)
-            return torch::linear(hidden, model->embed_tokens->weight);
+            return model->embed_tokens->weight;
         else
-            return lm_head(hidden);
+            return lm_head->weight;
     }
 
     // Normal(0, std) for embeddings and projections, std / sqrt(2 n_layer) for the residual outputs, ones
@@ -123,6 +124,8 @@ class TransformerImpl : public torch::nn::Module {
         return n;
     }
 
+    LossKernel loss_kernel = LossKernel::full;
+    std::int64_t loss_chunk = 0;  // tokens per chunk of the chunked kernel; 0 = default_loss_chunk(vocab)
     Decoder<S, Adapt> model;
     Linear lm_head;
 };

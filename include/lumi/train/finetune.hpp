@@ -48,6 +48,7 @@ template <ModelSpec S, class Adapt, class Optimizer = AdamW, class Schedule = Co
           class Precision = MixedPrecision>
 FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& settings,
                         std::FILE* out = stdout) {
+    if (distributed::environment().rank != 0) out = nullptr;  // rank 0 alone reports and writes
     data::PackedOptions options{.split = "train", .verify = settings.data.verify, .seed = settings.run.seed};
     if (!settings.data.tokenizer.empty())
         options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
@@ -59,7 +60,7 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
     try {
         validation.emplace(settings.data.dataset, options);
     } catch (const Error& error) {
-        std::fprintf(out, "no validation split (%s)\n", error.what());
+        if (out) std::fprintf(out, "no validation split (%s)\n", error.what());
     }
     if (train.sequence_length() - 1 > S.context)
         throw Error(settings.data.dataset + ": sequences of " + std::to_string(train.sequence_length()) +
@@ -74,28 +75,32 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
         lora::load_base(model, settings.data.base);
     const std::int64_t trainable = model->trainable_parameter_count();
     Trainer<Model, Optimizer, Schedule, Precision> trainer(model, settings.trainer());
-    std::fprintf(out,
-                 "%s\nbase %s; trainable parameters %lld of %lld (%.2f%%)\n"
-                 "data %s: %lld sequences of %lld tokens (%lld validation)\ndevice %s, %d threads, %s\n",
-                 model::describe<S>().c_str(), settings.data.base.c_str(), (long long)trainable,
-                 (long long)model->parameter_count(),
-                 100.0 * double(trainable) / double(model->parameter_count()), settings.data.dataset.c_str(),
-                 (long long)train.size(), (long long)train.sequence_length(),
-                 (long long)(validation ? validation->size() : 0), trainer.device().str().c_str(),
-                 torch::get_num_threads(), Precision::describe(settings.precision, trainer.device()));
-    std::fflush(out);
+    if (out)
+        std::fprintf(
+            out,
+            "%s\nbase %s; trainable parameters %lld of %lld (%.2f%%)\n"
+            "data %s: %lld sequences of %lld tokens (%lld validation)\ndevice %s, %d threads, %s\n",
+            model::describe<S>().c_str(), settings.data.base.c_str(), (long long)trainable,
+            (long long)model->parameter_count(), 100.0 * double(trainable) / double(model->parameter_count()),
+            settings.data.dataset.c_str(), (long long)train.size(), (long long)train.sequence_length(),
+            (long long)(validation ? validation->size() : 0), trainer.device().str().c_str(),
+            torch::get_num_threads(), Precision::describe(settings.precision, trainer.device()));
+    if (out) std::fflush(out);
     FinetuneResult result{trainer.fit(train, validation ? &*validation : nullptr), {}, {}};
     if (result.fit.interrupted) return result;
     const std::filesystem::path output(settings.run.output);
     if constexpr (!std::is_same_v<Adapt, Dense>) {
-        StagedDirectory adapter(output / "adapter");
-        lora::save_adapter(model, adapter.path(), std::filesystem::absolute(settings.data.base).string());
-        adapter.commit();
-        result.adapter = adapter.target();
-        StagedDirectory merged(output / "merged");
-        io::save_model(lora::merged_copy(model), merged.path());
-        merged.commit();
-        result.merged = merged.target();
+        result.adapter = output / "adapter";
+        result.merged = output / "merged";
+        if (trainer.group().rank() == 0) {
+            StagedDirectory adapter(result.adapter);
+            lora::save_adapter(model, adapter.path(), std::filesystem::absolute(settings.data.base).string());
+            adapter.commit();
+            StagedDirectory merged(result.merged);
+            io::save_model(lora::merged_copy(model), merged.path());
+            merged.commit();
+        }
+        distributed::world().barrier("the barrier after writing the adapter");
     } else {
         result.merged = output / "final";
     }

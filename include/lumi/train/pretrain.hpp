@@ -36,6 +36,7 @@ template <ModelSpec S, class Optimizer = AdamW, class Schedule = CosineWarmup,
           class Precision = MixedPrecision>
 FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& settings,
                    std::FILE* out = stdout) {
+    if (distributed::environment().rank != 0) out = nullptr;  // rank 0 alone reports
     data::PackedOptions options{.split = "train", .verify = settings.data.verify, .seed = settings.run.seed};
     if (!settings.data.tokenizer.empty())
         options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
@@ -46,7 +47,7 @@ FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& setti
         try {
             validation.emplace(settings.data.dataset, options);
         } catch (const lumi::Error& error) {
-            std::fprintf(out, "no validation split (%s)\n", error.what());
+            if (out) std::fprintf(out, "no validation split (%s)\n", error.what());
         }
     }
     if (std::int64_t(train.vocab_size()) > S.vocab_size)
@@ -62,20 +63,28 @@ FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& setti
     Trainer<Model, Optimizer, Schedule, Precision> trainer(Model(settings.init), settings.trainer());
     const auto& run = settings.run;
     const std::int64_t steps = trainer.total_steps(train.sequence_length());
-    const std::int64_t tokens_per_step = run.micro_batch * run.grad_accum * train.sequence_length();
-    std::fprintf(out, "%s\n", model::describe<S>().c_str());
-    std::fprintf(
-        out,
-        "data %s: %lld training sequences of %lld tokens (%lld validation)\n"
-        "steps %lld x %lld tokens (micro-batch %lld, accumulation %lld) = %.1fM tokens, %.2f epochs\n"
-        "device %s, %d threads, %s\n",
-        settings.data.dataset.c_str(), (long long)train.size(), (long long)train.sequence_length(),
-        (long long)(validation ? validation->size() : 0), (long long)steps, (long long)tokens_per_step,
-        (long long)run.micro_batch, (long long)run.grad_accum, double(steps * tokens_per_step) / 1e6,
-        double(steps * run.micro_batch * run.grad_accum) / double(train.size()),
-        trainer.device().str().c_str(), torch::get_num_threads(),
-        Precision::describe(settings.precision, trainer.device()));
-    std::fflush(out);
+    const std::int64_t world = trainer.group().size();
+    const std::int64_t tokens_per_step = run.micro_batch * run.grad_accum * world * train.sequence_length();
+    if (out) {
+        std::fprintf(out, "%s\n", model::describe<S>().c_str());
+        std::fprintf(
+            out,
+            "data %s: %lld training sequences of %lld tokens (%lld validation)\n"
+            "steps %lld x %lld tokens (micro-batch %lld, accumulation %lld) = %.1fM tokens, %.2f epochs\n"
+            "device %s, %d threads, %s\n",
+            settings.data.dataset.c_str(), (long long)train.size(), (long long)train.sequence_length(),
+            (long long)(validation ? validation->size() : 0), (long long)steps, (long long)tokens_per_step,
+            (long long)run.micro_batch, (long long)run.grad_accum, double(steps * tokens_per_step) / 1e6,
+            double(steps * run.micro_batch * run.grad_accum * world) / double(train.size()),
+            trainer.device().str().c_str(), torch::get_num_threads(),
+            Precision::describe(settings.precision, trainer.device()));
+        if (world > 1)
+            std::fprintf(
+                out, "data-parallel over %lld processes (%s): global batch %lld x %lld x %lld sequences\n",
+                (long long)world, trainer.group().backend().c_str(), (long long)world,
+                (long long)run.micro_batch, (long long)run.grad_accum);
+        std::fflush(out);
+    }
     return trainer.fit(train, validation ? &*validation : nullptr);
 }
 

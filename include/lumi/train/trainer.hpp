@@ -17,6 +17,7 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/torch.hpp"
+#include "lumi/distributed/gradients.hpp"
 #include "lumi/io/model_io.hpp"
 #include "lumi/io/safetensors.hpp"
 #include "lumi/model/transformer.hpp"
@@ -78,6 +79,7 @@ struct StepReport {
     std::int64_t total_steps = 0;
     std::int64_t tokens = 0;
     double loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0, elapsed = 0;
+    double communication = 0;  // seconds this step waited for the other ranks (data-parallel runs)
 };
 
 struct FitResult {
@@ -134,6 +136,8 @@ inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem
 
 // Trains `Model` (a lumi::Transformer holder) with policy types, as ensmallen composes optimizers:
 //   Trainer<Transformer<presets::nano>, AdamW, CosineWarmup, MixedPrecision>
+// Started as several processes (WORLD_SIZE > 1, see docs/distributed.md) it trains data-parallel: each rank
+// takes its share of every global batch, gradients are averaged over ranks, and rank 0 alone writes.
 template <class Model, class Optimizer = AdamW, class Schedule = CosineWarmup,
           class Precision = MixedPrecision>
 class Trainer {
@@ -147,22 +151,31 @@ class Trainer {
           device_(resolve_device(settings_.run.device)) {
         settings_.run.validate();
         if (settings_.run.threads > 0) torch::set_num_threads(int(settings_.run.threads));
+        group_ = &distributed::world(device_);
+        if (group_->distributed() && device_.is_cuda() && !device_.has_index())
+            device_ = torch::Device(torch::kCUDA, group_->local_rank());
         model_->to(device_);
+        // Same loss and gradients (to float32 rounding) without the [tokens, vocab] logits: less memory, no
+        // slower (docs/performance.md). Set model()->loss_kernel after construction to choose another.
+        model_->loss_kernel = model::LossKernel::chunked;
     }
 
     Model& model() { return model_; }
     const Settings& settings() const { return settings_; }
     torch::Device device() const { return device_; }
+    // This process's place in a data-parallel run (rank 0 of 1 alone).
+    const distributed::ProcessGroup& group() const { return *group_; }
     void add_callback(Callback callback) { callbacks_.push_back(std::move(callback)); }
 
     std::int64_t total_steps(std::int64_t sequence_length) const {
         const auto& run = settings_.run;
         if (run.max_steps > 0) return run.max_steps;
-        const std::int64_t per_step = run.micro_batch * run.grad_accum * sequence_length;
+        const std::int64_t per_step = run.micro_batch * run.grad_accum * group_->size() * sequence_length;
         return std::max<std::int64_t>(1, (run.token_budget + per_step - 1) / per_step);
     }
 
-    // Mean loss per target token over the first `batches` micro-batches of `data`, in file order.
+    // Mean loss per target token over the first `batches` micro-batches of `data`, in file order (shared out
+    // over the ranks of a data-parallel run, which all get the same answer).
     template <BatchDataset Dataset>
     double evaluate(const Dataset& data, std::int64_t batches) {
         torch::NoGradGuard no_grad;
@@ -171,7 +184,7 @@ class Trainer {
         const std::int64_t n = std::min(batches, std::max<std::int64_t>(1, data.size() / b));
         double total = 0, count = 0;
         std::vector<std::int64_t> indices;
-        for (std::int64_t i = 0; i < n; ++i) {
+        for (std::int64_t i = group_->rank(); i < n; i += group_->size()) {
             indices.clear();
             for (std::int64_t j = i * b; j < std::min((i + 1) * b, data.size()); ++j) indices.push_back(j);
             Batch batch = read_batch(data, indices);
@@ -189,6 +202,11 @@ class Trainer {
             }
         }
         model_->train();
+        if (group_->distributed()) {
+            const auto sums = group_->sum({total, count}, "the validation loss allreduce");
+            total = sums[0];
+            count = sums[1];
+        }
         return count > 0 ? total / count : NAN;
     }
 
@@ -199,6 +217,7 @@ class Trainer {
         const auto& run = settings_.run;
         const fs::path output(run.output);
         const std::int64_t total = total_steps(train.sequence_length());
+        const bool chief = group_->rank() == 0;  // the rank that writes and prints
         Optimizer optimizer(named_parameters(), settings_.optimizer);
 
         std::int64_t step = 0, tokens = 0;
@@ -206,17 +225,26 @@ class Trainer {
         if (!run.resume.empty()) {
             const fs::path from = resume_directory();
             restore(from, optimizer, step, tokens, position);
-            std::fprintf(stderr, "resuming from %s at step %lld\n", from.string().c_str(), (long long)step);
+            if (chief)
+                std::fprintf(stderr, "resuming from %s at step %lld\n", from.string().c_str(),
+                             (long long)step);
         }
-        config::save(settings_, output / "config.json");
-        MetricsLog metrics(output / "metrics.jsonl", /*append=*/step > 0);
-        Loader<Dataset> loader(train, run.micro_batch, position, device_);
+        if (chief) config::save(settings_, output / "config.json");
+        MetricsLog metrics = chief ? MetricsLog(output / "metrics.jsonl", /*append=*/step > 0) : MetricsLog();
+        std::optional<distributed::GradientReducer> reducer;
+        if (group_->distributed()) {
+            std::vector<torch::Tensor> parameters;
+            for (const auto& p : model_->parameters()) parameters.push_back(p);
+            distributed::broadcast_from_rank0(*group_, parameters);
+            reducer.emplace(*group_, std::move(parameters));  // only those that require gradients
+        }
+        Loader<Dataset> loader(train, run.micro_batch, position, device_, group_->rank(), group_->size());
         StopSignals signals;
         Progress progress("train", total, run.log_every);
         FitResult result;
         result.steps = step;
         const std::int64_t first_step = step;
-        const std::int64_t tokens_per_micro = run.micro_batch * train.sequence_length();
+        const std::int64_t tokens_per_micro = run.micro_batch * group_->size() * train.sequence_length();
         const auto start = std::chrono::steady_clock::now();
         model_->train();
 
@@ -230,12 +258,21 @@ class Trainer {
                     auto guard = Precision::guard(settings_.precision, device_);
                     loss = model_->forward(inputs, targets, context_of(batch)).loss;
                 }
+                if (reducer && micro + 1 == run.grad_accum) reducer->arm();
                 (loss / double(run.grad_accum)).backward();
                 loss_sum += loss.template item<double>();
             }
-            const double loss = loss_sum / double(run.grad_accum);
+            double loss = loss_sum / double(run.grad_accum);
+            double communication = 0;
+            if (reducer) {
+                const auto waiting = std::chrono::steady_clock::now();
+                reducer->finish();
+                loss = group_->sum({loss}, "the loss allreduce")[0] / double(group_->size());
+                communication =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - waiting).count();
+            }
             if (!std::isfinite(loss)) {
-                progress.interrupt();
+                if (chief) progress.interrupt();
                 const auto kept = list_checkpoints(output);
                 throw lumi::Error("step " + std::to_string(step + 1) + ": the training loss is " +
                                   std::to_string(loss) + "; stopped. The last good checkpoint is " +
@@ -258,50 +295,61 @@ class Trainer {
                               lr,
                               grad_norm,
                               double((step - first_step) * tokens_per_micro * run.grad_accum) / elapsed,
-                              elapsed};
+                              elapsed,
+                              communication};
             result.train_loss = loss;
             if (step % run.log_every == 0 || step == total) {
-                metrics.write({{"step", step},
-                               {"loss", loss},
-                               {"lr", lr},
-                               {"grad_norm", grad_norm},
-                               {"tokens", tokens},
-                               {"tokens_per_s", report.tokens_per_second},
-                               {"elapsed_s", elapsed}});
+                boost::json::object record{
+                    {"step", step},           {"loss", loss},     {"lr", lr},
+                    {"grad_norm", grad_norm}, {"tokens", tokens}, {"tokens_per_s", report.tokens_per_second},
+                    {"elapsed_s", elapsed}};
+                if (group_->distributed()) record["comm_s"] = communication;
+                metrics.write(record);
             }
-            char detail[160];
-            std::snprintf(detail, sizeof detail, "loss %.4f lr %.2e tok/s %.0f", loss, lr,
-                          report.tokens_per_second);
-            progress.update(step, first_step, detail);
+            if (chief) {
+                char detail[160];
+                std::snprintf(detail, sizeof detail, "loss %.4f lr %.2e tok/s %.0f", loss, lr,
+                              report.tokens_per_second);
+                progress.update(step, first_step, detail);
+            }
             for (auto& callback : callbacks_) callback(report);
 
             const bool last = step == total;
-            const bool stop = StopSignals::received() != 0;
+            // A signal (or a callback) may reach one rank only: all stop if any was asked to.
+            const bool stop = group_->distributed() ? group_->sum({double(StopSignals::received() != 0)},
+                                                                  "the stop vote")[0] > 0
+                                                    : StopSignals::received() != 0;
             if (validation && ((run.eval_every > 0 && step % run.eval_every == 0) || last)) {
                 result.val_loss = evaluate(*validation, run.eval_batches);
                 metrics.write(
                     {{"step", step}, {"val_loss", result.val_loss}, {"val_ppl", std::exp(result.val_loss)}});
-                progress.interrupt();
-                std::fprintf(stderr, "step %lld: validation loss %.4f, perplexity %.2f\n", (long long)step,
-                             result.val_loss, std::exp(result.val_loss));
+                if (chief) {
+                    progress.interrupt();
+                    std::fprintf(stderr, "step %lld: validation loss %.4f, perplexity %.2f\n",
+                                 (long long)step, result.val_loss, std::exp(result.val_loss));
+                }
             }
             if ((run.checkpoint_every > 0 && step % run.checkpoint_every == 0) || last || stop)
                 result.checkpoint = save_checkpoint(output, optimizer, step, tokens, loader.position(), loss);
-            if (stop) {
+            if (stop && chief) {
                 progress.interrupt();
+                if (StopSignals::received() == 0) std::fprintf(stderr, "another rank was asked to stop\n");
                 std::fprintf(stderr,
                              "stopped by signal %d after step %lld; checkpoint %s\n"
                              "resume with --set run.resume=latest (same output directory)\n",
                              StopSignals::received(), (long long)step, result.checkpoint.string().c_str());
+            }
+            if (stop) {
                 result.interrupted = true;
                 break;
             }
         }
-        if (!result.interrupted) {
+        if (!result.interrupted && chief) {
             StagedDirectory final_model(output / "final");
             io::save_model(model_, final_model.path());
             final_model.commit();
         }
+        group_->barrier("the barrier after writing the final model");
         result.steps = step;
         result.tokens = tokens;
         return result;
@@ -315,6 +363,7 @@ class Trainer {
     }
 
     // The global generators (LoRA dropout draws from them): restored so a resumed run draws the same masks.
+    // Ranks draw the same number of values, so rank 0's state (the one saved) is every rank's.
     NamedTensors rng_state() const {
         NamedTensors out{{"cpu", at::globalContext().defaultGenerator(torch::kCPU).get_state()}};
         if (device_.is_cuda())
@@ -351,7 +400,17 @@ class Trainer {
                                           double loss) {
         char name[32];
         std::snprintf(name, sizeof name, "step_%08lld", (long long)step);
-        StagedDirectory staged(output / "checkpoints" / name);
+        const auto target = output / "checkpoints" / name;
+        if (group_->rank() == 0) write_checkpoint(target, optimizer, step, tokens, position, loss);
+        // Every rank returns once the checkpoint is complete on disk.
+        group_->barrier("the barrier after writing a checkpoint");
+        return target;
+    }
+
+    void write_checkpoint(const std::filesystem::path& target, const Optimizer& optimizer, std::int64_t step,
+                          std::int64_t tokens, DataPosition position, double loss) {
+        const auto output = target.parent_path().parent_path();
+        StagedDirectory staged(target);
         io::save_model(model_, staged.path());
         io::save_safetensors(staged.path() / "optimizer.safetensors", optimizer.state());
         io::save_safetensors(staged.path() / "rng.safetensors", rng_state());
@@ -364,7 +423,7 @@ class Trainer {
             {"seed", run.seed},
             {"micro_batch", run.micro_batch},
             {"grad_accum", run.grad_accum},
-            {"world_size", 1},
+            {"world_size", group_->size()},
             {"torch", std::to_string(torch_version_major) + "." + std::to_string(torch_version_minor)}};
         config::write_json_file(state, staged.path() / "trainer_state.json");
         staged.commit();
@@ -373,7 +432,6 @@ class Trainer {
             std::filesystem::remove_all(kept.front());
             kept.erase(kept.begin());
         }
-        return staged.target();
     }
 
     void restore(const std::filesystem::path& dir, Optimizer& optimizer, std::int64_t& step,
@@ -396,6 +454,7 @@ class Trainer {
         same("seed", std::int64_t(run.seed));
         same("micro_batch", run.micro_batch);
         same("grad_accum", run.grad_accum);
+        same("world_size", group_->size());  // the data position counts global batches
         if (!differences.empty()) {
             std::string joined;
             for (const auto& d : differences) joined += (joined.empty() ? "" : "; ") + d;
@@ -418,6 +477,7 @@ class Trainer {
     Model model_;
     Settings settings_;
     torch::Device device_;
+    distributed::ProcessGroup* group_ = nullptr;
     std::vector<Callback> callbacks_;
 };
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <lumi/lora/spec.hpp>
 #include <lumi/model/spec.hpp>
 
 namespace lumi::presets {
@@ -14,5 +15,10 @@ inline constexpr ModelSpec base{.vocab_size = 32768,
                                 .ffn_hidden = 2560,
                                 .context = 1024};
 static_assert(parameter_count(base) == 120'602'240);
+
+// LoRA for fine-tuning (the stage binaries look for `<preset>_lora`): the original's template, rank 32, alpha
+// 64 on q, k, v, o, gate, up, down.
+inline constexpr LoraSpec base_lora{.rank = 32, .alpha = 64, .dropout = 0.05, .targets = lora::all_roles};
+static_assert(lora::parameter_count(base, base_lora) == 5'652'480);
 
 }  // namespace lumi::presets

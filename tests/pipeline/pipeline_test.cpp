@@ -1,0 +1,324 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <lumi/config/config.hpp>
+#include <lumi/eval/results.hpp>
+#include <lumi/pipeline/pipeline.hpp>
+#include <lumi/presets.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace pipeline = lumi::pipeline;
+
+const fs::path presets_dir = LUMI_PRESETS_DIR;
+
+std::string read(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write(const fs::path& file, const std::string& text) {
+    fs::create_directories(file.parent_path());
+    std::ofstream(file, std::ios::binary) << text;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() / ("lumi_pipeline_test_" + std::to_string(::getpid()) + "_" +
+                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+// Small inputs of every kind the pipeline reads, written by the test: no ../shared/data needed.
+void write_inputs(const fs::path& dir) {
+    std::string alpaca = "[";
+    const char* words[] = {"river", "mountain", "licence",  "software",
+                           "copy",  "notice",   "warranty", "author"};
+    for (int i = 0; i < 40; ++i) {
+        const std::string w = words[i % 8];
+        alpaca += std::string(i ? "," : "") + "{\"instruction\": \"Explain the word " + w + " (" +
+                  std::to_string(i) + ").\", \"input\": \"\", \"output\": \"The word " + w +
+                  " names something the licence texts talk about, example " + std::to_string(i) + ".\"}";
+    }
+    write(dir / "alpaca.json", alpaca + "]");
+    std::string boolq = "[";
+    for (int i = 0; i < 6; ++i)
+        boolq +=
+            std::string(i ? "," : "") +
+            "{\"question\": \"is the software provided without warranty\", \"passage\": \"The software is "
+            "provided as is, without warranty of any kind.\", \"answer\": " +
+            (i % 2 ? "true" : "false") + "}";
+    write(dir / "boolq.json", boolq + "]");
+    write(dir / "wikitext.txt",
+          " = Licence = \n\n The licence grants permission to copy and distribute the software . \n\n"
+          " = Warranty = \n\n There is no warranty for the program , to the extent permitted . \n");
+    write(dir / "smoke.json",
+          R"({"prompts": [{"id": "copy", "category": "basic_knowledge", "prompt": "May I copy the software?",
+               "rule": {"any": ["yes", "copy"]}},
+              {"id": "name", "category": "reasoning", "prompt": "Name a licence.", "rule": {"any": ["GPL"]}}]})");
+}
+
+// presets/pipeline/smoke.json with the test's own inputs.
+pipeline::PipelineSettings smoke_settings(const fs::path& inputs, std::vector<std::string> more = {}) {
+    std::vector<std::string> sets = {
+        "sft_corpus.datasets=[{\"path\": \"" + (inputs / "alpaca.json").string() + "\"}]",
+        "evaluation.boolq.file=" + (inputs / "boolq.json").string(),
+        "evaluation.wikitext.file=" + (inputs / "wikitext.txt").string(),
+        "evaluation.smoke.prompts=" + (inputs / "smoke.json").string(),
+        "instructions.source=datasets",
+        "pretrain.run.threads=1",  // small tensors: one thread, no OpenMP spinning on a busy machine
+        "sft.run.threads=1",
+    };
+    sets.insert(sets.end(), more.begin(), more.end());
+    return lumi::config::load<pipeline::PipelineSettings>(presets_dir / "pipeline" / "smoke.json", sets);
+}
+
+pipeline::PipelineResult run(const pipeline::PipelineSettings& settings, const fs::path& dir,
+                             std::string from = {}, std::string only = {}) {
+    return pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(
+        settings, {.run = dir, .from = from, .only = only, .preset = "nano", .presets_dir = presets_dir});
+}
+
+std::vector<std::string> statuses(const fs::path& run) {
+    const auto saved = lumi::config::load<pipeline::StagesFile>(run / "stages.json");
+    std::vector<std::string> out;
+    for (const auto& s : saved.stages) out.push_back(s.status);
+    return out;
+}
+
+std::vector<std::string> repeat(const std::string& status, std::size_t n) {
+    return std::vector<std::string>(n, status);
+}
+
+void expect_well_formed_svg(const fs::path& file) {
+    ASSERT_TRUE(fs::exists(file)) << file;
+    const std::string svg = read(file);
+    EXPECT_TRUE(svg.starts_with("<svg")) << file;
+    EXPECT_TRUE(contains(svg, "<polyline")) << file;
+    EXPECT_TRUE(svg.ends_with("</svg>\n")) << file;
+    std::size_t opened = 0, closed = 0;
+    for (std::size_t at = 0; (at = svg.find("<text", at)) != std::string::npos; ++at) ++opened;
+    for (std::size_t at = 0; (at = svg.find("</text>", at)) != std::string::npos; ++at) ++closed;
+    EXPECT_EQ(opened, closed) << file;
+}
+
+TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
+    TempDir temp;
+    write_inputs(temp.path / "inputs");
+    const auto settings = smoke_settings(temp.path / "inputs");
+    const fs::path dir = temp.path / "run";
+
+    const auto first = run(settings, dir);
+    EXPECT_EQ(statuses(dir), repeat("ran", pipeline::stage_count));
+    for (const auto& stage : pipeline::stages) {
+        EXPECT_TRUE(fs::exists(dir / std::string(stage.directory) / std::string(stage.marker))) << stage.name;
+        EXPECT_TRUE(fs::exists(dir / "logs" / (std::string(stage.directory) + ".log"))) << stage.name;
+    }
+    for (const char* file : {"04_pretrain/final/model.safetensors", "04_pretrain/metrics.jsonl",
+                             "07_sft/adapter/adapter_model.safetensors", "07_sft/merged/model.safetensors",
+                             "pipeline.json", "configs/04_pretrain.json"})
+        EXPECT_TRUE(fs::exists(dir / file)) << file;
+    EXPECT_TRUE(contains(read(dir / "logs" / "04_pretrain.log"), "validation loss"));
+
+    // Every figure of both results files is in the report as the results table prints it.
+    ASSERT_EQ(first.report, fs::absolute(dir) / "report.md");
+    const std::string report = read(first.report);
+    for (const char* stage : {"05_eval_pretrain", "08_eval_sft"}) {
+        const auto results = lumi::eval::read_results(dir / stage / "results.json");
+        for (const char* name : {"heldout.token_perplexity", "wikitext.word_perplexity", "boolq.accuracy",
+                                 "smoke.score", "smoke.basic_knowledge.score", "smoke.reasoning.score"}) {
+            const auto* metric = results.find(name);
+            ASSERT_NE(metric, nullptr) << stage << " " << name;
+            EXPECT_TRUE(contains(report, "| " + lumi::eval::detail::number(metric->value) + " |"))
+                << stage << " " << name << " " << metric->value;
+        }
+    }
+    const auto before = lumi::eval::read_results(dir / "05_eval_pretrain" / "results.json");
+    const auto after = lumi::eval::read_results(dir / "08_eval_sft" / "results.json");
+    const double delta = after.find("boolq.accuracy")->value - before.find("boolq.accuracy")->value;
+    EXPECT_TRUE(contains(
+        report, "| boolq.accuracy | " + lumi::eval::detail::number(before.find("boolq.accuracy")->value) +
+                    " | " + lumi::eval::detail::number(after.find("boolq.accuracy")->value) + " | " +
+                    (delta > 0 ? "+" : "") + lumi::eval::detail::number(delta) + " |"));
+    const auto fit = lumi::config::read_json_file(dir / "04_pretrain" / "result.json").as_object();
+    char val_loss[32];
+    std::snprintf(val_loss, sizeof val_loss, "%.4f", fit.at("val_loss").to_number<double>());
+    EXPECT_TRUE(contains(report, val_loss)) << val_loss;
+    for (const char* section :
+         {"## Model", "parameters 3933888", "## Data", "common-licenses", "vocabulary 400",
+          "## Training curves", "figures/pretrain_loss.svg", "## Sample generations", "## Stages",
+          "## Hardware", "## Reproduce", "lumi_pretrain_nano --config", "--only generations"})
+        EXPECT_TRUE(contains(report, section)) << section;
+    for (const char* figure : {"pretrain_loss", "pretrain_lr", "sft_loss", "sft_lr"})
+        expect_well_formed_svg(dir / "figures" / (std::string(figure) + ".svg"));
+
+    // Again: every stage is complete and consistent, so nothing runs.
+    const auto start = std::chrono::steady_clock::now();
+    run(settings, dir);
+    EXPECT_EQ(statuses(dir), repeat("skipped", pipeline::stage_count));
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+    EXPECT_TRUE(contains(read(first.report), "this invocation ran 0 stages and skipped 9"));
+
+    // --from pretrain: the stages before it are kept, it and every later one run.
+    run(settings, dir, "pretrain");
+    auto expected = repeat("skipped", 3);
+    for (std::size_t i = 3; i < pipeline::stage_count; ++i) expected.push_back("ran");
+    EXPECT_EQ(statuses(dir), expected);
+
+    // An interrupted pretraining (no final model, checkpoints left) resumes; what reads it runs again, the
+    // instruction corpus (which does not) is kept.
+    fs::remove(dir / "04_pretrain" / "result.json");
+    fs::remove_all(dir / "04_pretrain" / "final");
+    fs::remove_all(dir / "04_pretrain" / "checkpoints" / "step_00000006");
+    run(settings, dir);
+    EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "resumed", "ran",
+                                                       "skipped", "ran", "ran", "ran"}));
+    EXPECT_TRUE(contains(read(dir / "logs" / "04_pretrain.log"), "resuming from"));
+    EXPECT_EQ(lumi::config::read_json_file(dir / "04_pretrain" / "result.json").at("steps").to_number<int>(),
+              6);
+
+    // A changed setting re-runs its stage only (nothing reads the generations).
+    run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir);
+    EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "skipped", "skipped",
+                                                       "skipped", "skipped", "skipped", "ran"}));
+
+    // --only runs one stage whatever its state.
+    run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir, {},
+        "tokenizer");
+    EXPECT_EQ(statuses(dir)[1], "ran");
+    EXPECT_EQ(statuses(dir)[0], "pending");
+}
+
+TEST(Pipeline, AFailingStageStopsThePipelineNamingTheStageAndItsLog) {
+    TempDir temp;
+    write_inputs(temp.path / "inputs");
+    const auto settings =
+        smoke_settings(temp.path / "inputs",
+                       {"corpus.sources=[{\"paths\": [\"" + (temp.path / "missing.txt").string() + "\"]}]"});
+    try {
+        run(settings, temp.path / "run");
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& e) {
+        const fs::path log = fs::absolute(temp.path / "run") / "logs" / "01_corpus.log";
+        EXPECT_TRUE(contains(e.what(), "stage corpus failed: ")) << e.what();
+        EXPECT_TRUE(contains(e.what(), "(log: " + log.string() + ")")) << e.what();
+        const std::string text = read(log);
+        EXPECT_TRUE(contains(text, "missing.txt")) << text;
+        EXPECT_TRUE(contains(text, "error: source 'missing.txt': ")) << text;
+        EXPECT_TRUE(contains(text, "No such file or directory")) << text;
+    }
+    EXPECT_EQ(statuses(temp.path / "run")[0], "failed");
+    EXPECT_FALSE(fs::exists(temp.path / "run" / "02_tokenizer"));
+}
+
+TEST(Pipeline, TheShippedNanoSettingsEqualTheCompiledDefaults) {
+    const auto shipped =
+        lumi::config::load<pipeline::PipelineSettings>(presets_dir / "pipeline" / "nano.json");
+    EXPECT_EQ(lumi::config::format_json(lumi::config::to_json(shipped)),
+              lumi::config::format_json(lumi::config::to_json(pipeline::PipelineSettings{})));
+}
+
+TEST(Pipeline, LayoutPathsCannotBeMovedAndUnknownStagesAreRefused) {
+    try {
+        lumi::config::load<pipeline::PipelineSettings>(std::nullopt, {"pack.output=elsewhere"});
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& e) {
+        EXPECT_TRUE(
+            contains(e.what(), "pack.output: is fixed by the run directory's layout: must be '03_packed'"))
+            << e.what();
+    }
+    EXPECT_EQ(pipeline::find_stage("pretrain"), pipeline::Stage::pretrain);
+    EXPECT_EQ(pipeline::find_stage("4"), pipeline::Stage::pretrain);
+    EXPECT_EQ(pipeline::find_stage("04_pretrain"), pipeline::Stage::pretrain);
+    EXPECT_FALSE(pipeline::find_stage("train"));
+    try {
+        run(pipeline::PipelineSettings{}, "unused", "train");
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& e) {
+        EXPECT_TRUE(contains(e.what(), "no stage 'train' (stages: corpus, tokenizer")) << e.what();
+    }
+}
+
+TEST(Derive, FortunesBecomeOneDocumentPerEntry) {
+    TempDir temp;
+    write(temp.path / "fortunes" / "wisdom.u8",
+          "First fortune,\n\ttwo lines.\n%\nSecond one.\n%\n%\nThird.\n");
+    write(temp.path / "fortunes" / "wisdom.dat", "binary index, not read");
+    const auto report =
+        pipeline::derive_fortunes({.paths = {temp.path / "fortunes"}}, temp.path / "out.jsonl");
+    EXPECT_EQ(report.files, 1u);
+    EXPECT_EQ(report.written, 3u);
+    EXPECT_EQ(
+        read(temp.path / "out.jsonl"),
+        "{\"text\":\"First fortune,\\n\\ttwo lines.\"}\n{\"text\":\"Second one.\"}\n{\"text\":\"Third.\"}\n");
+}
+
+TEST(Derive, WordnetGlossesBecomeDeterministicInstructions) {
+    TempDir temp;
+    const fs::path wn = temp.path / "wordnet";
+    write(wn / "data.noun",
+          "  1 This software and database is being provided to you, the LICENSEE\n"
+          "09411430 17 n 02 river 0 stream 1 001 @ 09448361 n 0000 | a large natural stream of water; \"the "
+          "river "
+          "was high\"  \n"
+          "09359803 17 n 01 mountain 0 001 @ 09287968 n 0000 | a land mass that projects well above its "
+          "surroundings  \n");
+    write(wn / "data.verb",
+          "01926311 38 v 01 run 0 001 @ 01835496 v 0000 | move fast by using one's feet  \n");
+    write(wn / "data.adj",
+          "00001740 00 a 01 able(a) 0 001 ! 00002098 a 0101 | having the necessary means  \n");
+    write(wn / "data.adv", "");
+
+    const auto river = pipeline::parse_synset(
+        "09411430 17 n 02 river 0 stream 1 001 @ 09448361 n 0000 | a large natural stream of water; \"the "
+        "river "
+        "was high\"  ");
+    ASSERT_TRUE(river);
+    EXPECT_EQ(river->words, (std::vector<std::string>{"river", "stream"}));
+    EXPECT_EQ(river->definition, "a large natural stream of water");
+    EXPECT_EQ(river->examples, std::vector<std::string>{"the river was high"});
+    EXPECT_EQ(
+        boost::json::serialize(pipeline::wordnet_instruction(*river, 0)),
+        R"({"instruction":"What does the word \"river\" mean?","input":"","output":"River is a noun meaning a large natural stream of water."})");
+    EXPECT_EQ(pipeline::question_kinds(*river), (std::vector<std::uint64_t>{0, 1, 2, 3}));
+    EXPECT_EQ(pipeline::wordnet_instruction(*river, 2).at("output"), "The river was high.");
+    EXPECT_EQ(pipeline::wordnet_instruction(*river, 3).at("output"), "Stream.");
+    EXPECT_FALSE(pipeline::parse_synset("  1 licence header line"));
+
+    const auto report =
+        pipeline::derive_wordnet_instructions({.directory = wn, .examples = 3}, temp.path / "a.jsonl");
+    EXPECT_EQ(report.records, 4u);
+    EXPECT_EQ(report.written, 3u);
+    pipeline::derive_wordnet_instructions({.directory = wn, .examples = 3}, temp.path / "b.jsonl");
+    EXPECT_EQ(read(temp.path / "a.jsonl"), read(temp.path / "b.jsonl"));
+    EXPECT_TRUE(contains(read(temp.path / "a.jsonl"), "\"instruction\""));
+}
+
+TEST(Svg, ChartsAreCompleteDocumentsEvenForOnePoint) {
+    pipeline::Chart chart{.title = "loss <train>", .y_label = "loss"};
+    chart.series.push_back({.name = "train", .points = {{1, 2.5}}});
+    const std::string svg = pipeline::svg(chart);
+    EXPECT_TRUE(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    EXPECT_TRUE(contains(svg, "loss &lt;train&gt;"));
+    EXPECT_TRUE(contains(svg, "<polyline"));
+    EXPECT_FALSE(contains(svg, "nan"));
+    EXPECT_TRUE(svg.ends_with("</svg>\n"));
+}
+
+}  // namespace
