@@ -22,18 +22,10 @@
 
 #include "stage_cli.hpp"
 
-#ifndef LUMI_PRESET
-#define LUMI_PRESET nano
-#endif
-#ifndef LUMI_PRESETS_DIR
-#define LUMI_PRESETS_DIR "presets"
-#endif
-#define LUMI_STRINGIFY_(x) #x
-#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
-
 namespace {
 
-constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+using lumi::stage::preset_name;
+using lumi::stage::spec;
 
 lumi::eval::SamplingSettings smoke_sampling() {
     lumi::eval::SamplingSettings s;
@@ -78,7 +70,7 @@ bool wants(const EvaluateSettings& s, const std::string& task) {
 
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
-    CLI::App app{std::string("Evaluate a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
+    CLI::App app{std::string("Evaluate a '") + preset_name + "' checkpoint"};
     lumi::stage::Cli cli(app, "EvaluateSettings");
     std::vector<std::string> compare;
     app.add_option("--compare", compare, "print two results.json side by side and exit")->expected(2);
@@ -101,12 +93,9 @@ int main(int argc, char** argv) {
         model->eval();
 
         lumi::eval::Results results;
-        results.info = {{"preset", LUMI_STRINGIFY(LUMI_PRESET)},
-                        {"checkpoint", settings.checkpoint},
-                        {"tokenizer", settings.tokenizer},
-                        {"tokenizer_sha256", tokenizer.sha256()},
-                        {"device", device.str()},
-                        {"threads", torch::get_num_threads()}};
+        results.info = {{"preset", preset_name},           {"checkpoint", settings.checkpoint},
+                        {"tokenizer", settings.tokenizer}, {"tokenizer_sha256", tokenizer.sha256()},
+                        {"device", device.str()},          {"threads", torch::get_num_threads()}};
         const auto progress = [](const char* task) {
             return [task](std::size_t done, std::size_t total) {
                 std::cerr << "\r" << task << " " << done << "/" << total << std::flush;

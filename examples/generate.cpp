@@ -16,15 +16,10 @@
 
 #include "stage_cli.hpp"
 
-#ifndef LUMI_PRESET
-#define LUMI_PRESET nano
-#endif
-#define LUMI_STRINGIFY_(x) #x
-#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
-
 namespace {
 
-constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+using lumi::stage::preset_name;
+using lumi::stage::spec;
 
 using lumi::eval::PromptTemplate;
 
@@ -49,7 +44,7 @@ struct GenerateSettings {
 
 int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
-    CLI::App app{std::string("Generate text with a '") + LUMI_STRINGIFY(LUMI_PRESET) + "' checkpoint"};
+    CLI::App app{std::string("Generate text with a '") + preset_name + "' checkpoint"};
     lumi::stage::Cli cli(app, "GenerateSettings");
     CLI11_PARSE(app, argc, argv);
     if (cli.described<GenerateSettings>()) return 0;

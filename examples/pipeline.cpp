@@ -15,22 +15,11 @@
 
 #include "stage_cli.hpp"
 
-#ifndef LUMI_PRESET
-#define LUMI_PRESET nano
-#endif
-#ifndef LUMI_PRESETS_DIR
-#define LUMI_PRESETS_DIR "presets"
-#endif
-#define LUMI_STRINGIFY_(x) #x
-#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
-#define LUMI_CONCAT_(a, b) a##b
-#define LUMI_CONCAT(a, b) LUMI_CONCAT_(a, b)
-
 namespace {
 
-constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
+using lumi::stage::spec;
 constexpr lumi::LoraSpec adapter = lumi::presets::LUMI_CONCAT(LUMI_PRESET, _lora);
-constexpr const char* preset_name = LUMI_STRINGIFY(LUMI_PRESET);
+using lumi::stage::preset_name;
 
 }  // namespace
 

@@ -13,16 +13,10 @@
 
 #include "stage_cli.hpp"
 
-#ifndef LUMI_PRESET
-#define LUMI_PRESET nano
-#endif
-#define LUMI_STRINGIFY_(x) #x
-#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
-
 namespace {
 
-constexpr lumi::ModelSpec spec = lumi::presets::LUMI_PRESET;
-constexpr const char* preset_name = LUMI_STRINGIFY(LUMI_PRESET);
+using lumi::stage::preset_name;
+using lumi::stage::spec;
 using Settings = lumi::train::PretrainSettings<>;
 
 }  // namespace

@@ -10,8 +10,25 @@
 #include <lumi/config/config.hpp>
 #include <lumi/config/reference.hpp>
 #include <lumi/core/error.hpp>
+#include <lumi/presets.hpp>
+
+// The preset a stage binary is compiled for: lumi_add_trainer defines LUMI_PRESET and LUMI_PRESETS_DIR (where
+// lumi's shipped settings and data are).
+#ifndef LUMI_PRESET
+#define LUMI_PRESET nano
+#endif
+#ifndef LUMI_PRESETS_DIR
+#define LUMI_PRESETS_DIR "presets"
+#endif
+#define LUMI_STRINGIFY_(x) #x
+#define LUMI_STRINGIFY(x) LUMI_STRINGIFY_(x)
+#define LUMI_CONCAT_(a, b) a##b
+#define LUMI_CONCAT(a, b) LUMI_CONCAT_(a, b)
 
 namespace lumi::stage {
+
+inline constexpr ModelSpec spec = presets::LUMI_PRESET;
+inline constexpr const char* preset_name = LUMI_STRINGIFY(LUMI_PRESET);
 
 struct Cli {
     std::optional<std::string> config;
