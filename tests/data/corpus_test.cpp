@@ -15,6 +15,7 @@
 #include "lumi/core/files.hpp"
 #include "lumi/core/sha256.hpp"
 #include "lumi/data/corpus.hpp"
+#include "test_data.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -22,9 +23,8 @@ using namespace lumi::data;
 
 namespace {
 
-const fs::path shared_data = LUMI_SHARED_DATA_DIR;
-const fs::path shakespeare = shared_data / "shakespeare" / "input.txt";
-const fs::path wikitext = shared_data / "wikitext-2" / "test.txt";
+const fs::path shakespeare = lumi::test::fixture("shakespeare.txt");
+const fs::path wikitext = lumi::test::fixture("wikitext-2-test.txt");
 
 fs::path fresh_directory(const std::string& name) {
     const fs::path dir =
@@ -140,26 +140,26 @@ void expect_within(double value, double target, double tolerance) {
 }
 
 // Weighted 70/30 mix of Shakespeare and WikiText paragraphs.
-CorpusSettings shared_mix(const fs::path& output, std::uint64_t characters) {
+CorpusSettings fixture_mix(const fs::path& output, std::uint64_t characters) {
     CorpusSource plays = source("shakespeare", {shakespeare});
     CorpusSource wiki = source("wikitext", {wikitext});
     plays.weight = 0.7;
     wiki.weight = 0.3;
     CorpusSettings settings = settings_for(output, {plays, wiki});
     settings.budget.characters = characters;
-    settings.shards.max_documents = 500;
+    settings.shards.max_documents = 200;
     return settings;
 }
 
 TEST(PrepareCorpus, HonoursWeightsOfACharacterBudgetWithinOnePercent) {
     const fs::path out = fresh_directory("weights") / "corpus";
-    const CorpusReport report = prepare_corpus(shared_mix(out, 400'000));
-    expect_within(static_cast<double>(report.characters), 400'000, 0.01);
-    expect_within(static_cast<double>(report.sources[0].characters), 280'000, 0.01);
-    expect_within(static_cast<double>(report.sources[1].characters), 120'000, 0.01);
-    EXPECT_EQ(report.sources[0].target_characters, 280'000u);
+    const CorpusReport report = prepare_corpus(fixture_mix(out, 100'000));
+    expect_within(static_cast<double>(report.characters), 100'000, 0.01);
+    expect_within(static_cast<double>(report.sources[0].characters), 70'000, 0.01);
+    expect_within(static_cast<double>(report.sources[1].characters), 30'000, 0.01);
+    EXPECT_EQ(report.sources[0].target_characters, 70'000u);
     EXPECT_GT(report.sources[0].not_sampled, 0u);
-    EXPECT_EQ(report.shards.size(), (report.documents + 499) / 500);
+    EXPECT_EQ(report.shards.size(), (report.documents + 199) / 200);
     EXPECT_GT(report.sentences, report.documents);
     EXPECT_EQ(report.estimated_tokens, static_cast<std::uint64_t>(std::llround(report.characters / 4.0)));
 }
@@ -276,7 +276,7 @@ TEST(PrepareCorpus, FiltersByLengthInCodePoints) {
 
 TEST(PrepareCorpus, SameSeedSameShardsOnOneOrTwoThreads) {
     const fs::path dir = fresh_directory("determinism");
-    CorpusSettings settings = shared_mix(dir / "one", 150'000);
+    CorpusSettings settings = fixture_mix(dir / "one", 100'000);
     settings.threads = 1;
     prepare_corpus(settings);
     settings.output = dir / "two";
@@ -285,7 +285,7 @@ TEST(PrepareCorpus, SameSeedSameShardsOnOneOrTwoThreads) {
     settings.output = dir / "again";
     prepare_corpus(settings);
     const std::string bytes = all_shard_bytes(dir / "one");
-    EXPECT_GT(bytes.size(), 150'000u);
+    EXPECT_GT(bytes.size(), 100'000u);
     EXPECT_EQ(bytes, all_shard_bytes(dir / "two"));
     EXPECT_EQ(bytes, all_shard_bytes(dir / "again"));
     EXPECT_EQ(read_manifest(dir / "one").at("shards"), read_manifest(dir / "two").at("shards"));

@@ -10,6 +10,7 @@
 #include "lumi/tokenizer/tokenizer.hpp"
 #include "lumi/tokenizer/trainer.hpp"
 #include "packing_test_util.hpp"
+#include "test_data.hpp"
 
 namespace {
 
@@ -368,11 +369,9 @@ TEST(PrepareSft, SettingsAreValidated) {
 
 // With a real SentencePiece tokenizer, trained here on a slice of WikiText-2.
 
-const fs::path shared_data = LUMI_SHARED_DATA_DIR;
-
-// Non-empty WikiText-2 validation lines (paragraphs and headings), the first `count`.
+// Non-empty lines of the WikiText-2 fixture (paragraphs and headings), the first `count`.
 std::vector<std::string> wikitext_lines(std::size_t count) {
-    const std::string text = lumi::read_file(shared_data / "wikitext-2" / "valid.txt");
+    const std::string text = lumi::read_file(lumi::test::fixture("wikitext-2-test.txt"));
     std::vector<std::string> lines;
     for (std::size_t begin = 0, end;
          lines.size() < count && (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
@@ -384,7 +383,7 @@ const lumi::tokenizer::Tokenizer& real_tokenizer() {
     static const lumi::tokenizer::Tokenizer tokenizer = [] {
         const fs::path dir = lumi::test::fresh_directory("real_tokenizer");
         std::string slice;
-        for (const std::string& line : wikitext_lines(1500)) slice += line + "\n";
+        for (const std::string& line : wikitext_lines(10'000)) slice += line + "\n";
         lumi::write_file_atomic(dir / "slice.txt", slice);
         lumi::tokenizer::TrainerSettings settings;
         settings.input = dir / "slice.txt";
@@ -400,7 +399,7 @@ TEST(RealTokenizer, PacksWikiTextAndChecksTheTokenizerOnOpen) {
     const auto& tokenizer = real_tokenizer();
     const auto encode = [&](std::string_view text) { return tokenizer.encode(text); };
     const fs::path dir = lumi::test::fresh_directory("real_pack");
-    const auto docs = wikitext_lines(400);
+    const auto docs = wikitext_lines(200);
     lumi::test::write_jsonl(dir / "corpus" / "shard_00000.jsonl", docs);
     data::PackSettings settings;
     settings.corpus = dir / "corpus";
@@ -443,7 +442,7 @@ TEST(RealTokenizer, PreparesAlpacaWithLossOnTheResponsesOnly) {
     const auto& tokenizer = real_tokenizer();
     const auto encode = [&](std::string_view text) { return tokenizer.encode(text); };
     const fs::path dir = lumi::test::fresh_directory("real_sft");
-    const auto alpaca = lumi::config::read_json_file(shared_data / "alpaca" / "alpaca_5000.json").as_array();
+    const auto alpaca = lumi::config::read_json_file(lumi::test::fixture("alpaca_400.json")).as_array();
     boost::json::array slice(alpaca.begin(), alpaca.begin() + 200);
     lumi::write_file_atomic(dir / "alpaca.json", boost::json::serialize(slice));
     std::set<std::string> responses;

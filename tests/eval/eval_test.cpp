@@ -15,14 +15,13 @@
 #include <lumi/eval/smoke.hpp>
 #include <lumi/model/transformer.hpp>
 
+#include "test_data.hpp"
 #include "test_specs.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 namespace eval = lumi::eval;
-
-const fs::path shared_data = LUMI_SHARED_DATA_DIR;
 
 template <class F>
 std::string error_of(F&& f) {
@@ -320,7 +319,9 @@ TEST(SharedData, WikitextPagesCountsAndDetokenisationMatchLmEval) {
                                    "01c65ef901b983d5e07dcaace5eb4c7483b64225c8c0a82e43a3fd3a50d16fa5"},
                           Expected{"valid.txt", 60, 214006, 1121620,
                                    "c81d393cc7bc5ebd01503a519590174617a2a6280ce969a794c1145e3916778a"}}) {
-        const auto text = eval::normalize_newlines(lumi::read_file(shared_data / "wikitext-2" / e.file));
+        const fs::path file = lumi::test::shared_data("wikitext-2") / e.file;
+        LUMI_REQUIRE_SHARED_DATA(file);
+        const auto text = eval::normalize_newlines(lumi::read_file(file));
         const auto pages = eval::wikitext_documents(text);
         ASSERT_EQ(pages.size(), e.pages) << e.file;
         std::int64_t words = 0, bytes = 0;
@@ -336,11 +337,11 @@ TEST(SharedData, WikitextPagesCountsAndDetokenisationMatchLmEval) {
     }
 }
 
-TEST(SharedData, WikitextSliceScoresEndToEnd) {
+TEST(Perplexity, WikitextSliceScoresEndToEnd) {
     ByteTokenizer tokenizer;
     Uniform model(tokenizer.vocab);
     const auto r = eval::perplexity(
-        model, tokenizer, {.file = shared_data / "wikitext-2" / "test.txt", .window = 64, .limit = 1});
+        model, tokenizer, {.file = lumi::test::fixture("wikitext-2-test.txt"), .window = 64, .limit = 1});
     EXPECT_EQ(r.documents, 1);
     EXPECT_GT(r.unk, 0);  // the tokenised release
     EXPECT_GT(r.words, 500);
@@ -506,13 +507,18 @@ TEST(Boolq, LimitReadsOnlyTheFirstExamplesAndLabelIsAccepted) {
     fs::remove(file);
 }
 
-TEST(SharedData, BoolqValidationParses) {
-    const auto file = shared_data / "boolq" / "validation.json";
-    const auto slice = eval::read_boolq(file, 40);
-    ASSERT_EQ(slice.size(), 40u);
+TEST(Boolq, ValidationSliceParses) {
+    const auto slice = eval::read_boolq(lumi::test::fixture("boolq_40.json"), 30);
+    ASSERT_EQ(slice.size(), 30u);
     for (const auto& e : slice) EXPECT_FALSE(e.question.empty() || e.passage.empty());
     EXPECT_EQ(slice[0].question, "does ethanol take more energy make that produces");
     EXPECT_FALSE(slice[0].answer);
+    EXPECT_EQ(eval::read_boolq(lumi::test::fixture("boolq_40.json")).size(), 40u);
+}
+
+TEST(SharedData, BoolqValidationParsesWhole) {
+    const auto file = lumi::test::shared_data("boolq/validation.json");
+    LUMI_REQUIRE_SHARED_DATA(file);
     const auto all = eval::read_boolq(file);
     ASSERT_EQ(all.size(), 3270u);
     std::int64_t yes = 0;
@@ -520,12 +526,12 @@ TEST(SharedData, BoolqValidationParses) {
     EXPECT_EQ(yes, 2033);  // 62.17%: the majority baseline of the README
 }
 
-TEST(SharedData, BoolqSliceScoresEndToEnd) {
+TEST(Boolq, SliceScoresEndToEnd) {
     ByteTokenizer tokenizer;
     Flag model(tokenizer);
     const auto r = eval::boolq(
         model, tokenizer,
-        {.file = shared_data / "boolq" / "validation.json", .limit = 12, .batch = 4, .window = 256});
+        {.file = lumi::test::fixture("boolq_40.json"), .limit = 12, .batch = 4, .window = 256});
     EXPECT_EQ(r.n, 12);
     EXPECT_GT(r.truncated, 0);  // passages are longer than 256 bytes
     EXPECT_GT(r.tokens, 0);

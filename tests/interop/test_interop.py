@@ -1,7 +1,7 @@
 """lumi's checkpoints, adapters and tokenizers in the real transformers and PEFT, and theirs in lumi.
 
 Run by CTest (label interop) with the torch 2.x virtual environment's python; LUMI_INTEROP_TOOL names the
-lumi_interop_tool executable that does the lumi side, LUMI_SHARED_DATA_DIR the shared text data.
+lumi_interop_tool executable that does the lumi side; text comes from the fixtures in tests/data/fixtures.
 """
 
 import json
@@ -198,11 +198,9 @@ class Tokenizer(InteropCase):
     """A tokenizer trained by lumi encodes text as transformers' LlamaTokenizer does."""
 
     def test_trained_tokenizer_encodes_as_llama_tokenizer(self):
-        data = Path(os.environ.get("LUMI_SHARED_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
-        train_text = data / "shakespeare" / "input.txt"
-        held_out_text = data / "wikitext-2" / "valid.txt"
-        if not train_text.exists() or not held_out_text.exists():
-            self.skipTest(f"the shared data ({train_text}, {held_out_text}) is absent")
+        fixtures = Path(__file__).parents[1] / "data" / "fixtures"
+        train_text = fixtures / "shakespeare.txt"
+        held_out_text = fixtures / "wikitext-2-test.txt"
         # A slice to train on; held-out lines of another text to encode.
         lines = train_text.read_text(encoding="utf-8").splitlines()[:8000]
         (self.dir / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

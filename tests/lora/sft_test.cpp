@@ -7,6 +7,7 @@
 
 #include "../data/packing_test_util.hpp"
 #include "../model/test_specs.hpp"
+#include "test_data.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/data/sft.hpp"
 #include "lumi/lora/lora.hpp"
@@ -86,11 +87,10 @@ TEST(Sft, MaskedTargetsContributeNothingToTheLossOrTheGradients) {
     for (std::size_t i = 0; i < grads_a.size(); ++i) EXPECT_TRUE(torch::equal(grads_a[i], grads_b[i])) << i;
 }
 
-// A short LoRA SFT of the nano preset on the Alpaca instructions in ../shared/data lowers the loss on
+// A short LoRA SFT of the nano preset on Alpaca instructions (the fixture's 400) lowers the loss on
 // held-out instructions (bytes as tokens, so no tokenizer has to be trained first).
 TEST(Sft, ShortNanoLoraSftOnAlpacaLowersHeldOutLoss) {
-    const fs::path alpaca = fs::path(LUMI_SHARED_DATA_DIR) / "alpaca" / "alpaca_5000.json";
-    if (!fs::exists(alpaca)) GTEST_SKIP() << alpaca << " is absent";
+    const fs::path alpaca = lumi::test::fixture("alpaca_400.json");
     constexpr lumi::ModelSpec spec = lumi::presets::nano;
     constexpr lumi::LoraSpec nano_adapter = lumi::presets::nano_lora;
     using Model = lumi::Transformer<spec, lumi::Lora<nano_adapter>>;

@@ -17,6 +17,8 @@
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>
 
+#include "test_data.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -25,7 +27,8 @@ using lumi::tokenizer::ModelType;
 using lumi::tokenizer::Tokenizer;
 using lumi::tokenizer::TrainerSettings;
 
-const fs::path data_dir = LUMI_SHARED_DATA_DIR;
+const fs::path shakespeare = lumi::test::fixture("shakespeare.txt");
+const fs::path wikitext = lumi::test::fixture("wikitext-2-test.txt");
 
 // The whole lines within [begin, begin + size) of a file.
 std::string slice(const fs::path& file, std::size_t begin, std::size_t size) {
@@ -52,8 +55,8 @@ void write(const fs::path& file, const std::string& text) {
 void write_corpus(const fs::path& dir) {
     fs::create_directories(dir);
     const std::pair<fs::path, std::string> sources[] = {
-        {"shard_00000.jsonl", slice(data_dir / "shakespeare/input.txt", 0, 150'000)},
-        {"shard_00001.jsonl", slice(data_dir / "wikitext-2/test.txt", 0, 100'000)}};
+        {"shard_00000.jsonl", slice(shakespeare, 0, 150'000)},
+        {"shard_00001.jsonl", slice(wikitext, 0, 100'000)}};
     for (const auto& [name, text] : sources) {
         std::ofstream out(dir / name, std::ios::binary);
         std::string document;
@@ -72,7 +75,6 @@ void write_corpus(const fs::path& dir) {
 class TokenizerTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        if (!fs::exists(data_dir / "shakespeare/input.txt")) GTEST_SKIP() << "no shared data at " << data_dir;
         root_ = fs::temp_directory_path() / ("lumi_tokenizer_" + std::to_string(::getpid()) + "_" +
                                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
         fs::remove_all(root_);
@@ -95,10 +97,10 @@ class TokenizerTest : public ::testing::Test {
         return s;
     }
 
-    // Held-out text: the end of Shakespeare and WikiText's validation split, neither trained on.
+    // Held-out text: the fixtures' lines after the slices trained on.
     static std::vector<std::string> held_out_lines() {
-        auto lines = lines_of(slice(data_dir / "shakespeare/input.txt", 1'080'000, 8'000));
-        for (auto& line : lines_of(slice(data_dir / "wikitext-2/valid.txt", 0, 12'000)))
+        auto lines = lines_of(slice(shakespeare, 155'000, 8'000));
+        for (auto& line : lines_of(slice(wikitext, 105'000, 12'000)))
             lines.push_back(line);
         return lines;
     }
@@ -405,8 +407,8 @@ TEST_F(TokenizerTest, EncodingEqualsSpmEncodeCommandLineTool) {
 
 TEST_F(TokenizerTest, PlainTextFilesAndFoldersOfThemAreInputToo) {
     fs::create_directories(root_ / "texts");
-    write(root_ / "texts/a.txt", slice(data_dir / "shakespeare/input.txt", 0, 120'000));
-    write(root_ / "texts/b.txt", slice(data_dir / "wikitext-2/test.txt", 0, 60'000));
+    write(root_ / "texts/a.txt", slice(shakespeare, 0, 120'000));
+    write(root_ / "texts/b.txt", slice(wikitext, 0, 60'000));
     TrainerSettings s = settings();
     s.input = root_ / "texts";
     const auto folder = lumi::tokenizer::train_tokenizer(s);
@@ -443,7 +445,7 @@ TEST_F(TokenizerTest, EmptyInputIsAClearError) {
 
 TEST_F(TokenizerTest, VocabularyTooLargeForTheTextIsAnErrorWithAHint) {
     fs::create_directories(root_ / "tiny");
-    write(root_ / "tiny/a.txt", slice(data_dir / "shakespeare/input.txt", 0, 3'000));
+    write(root_ / "tiny/a.txt", slice(shakespeare, 0, 3'000));
     for (const ModelType type : {ModelType::unigram, ModelType::bpe}) {
         TrainerSettings s = settings();
         s.input = root_ / "tiny";
