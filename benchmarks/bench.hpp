@@ -14,6 +14,7 @@
 
 #include <lumi/model/transformer.hpp>
 #include <lumi/presets.hpp>
+#include <lumi/train/efficiency.hpp>
 #include <lumi/train/optimizer.hpp>
 #include <lumi/train/precision.hpp>
 
@@ -76,14 +77,23 @@ inline benchmark::Counter bytes_counter(std::int64_t bytes) {
 }
 
 // One optimizer step as the Trainer takes it: forward with the precision policy's guard, backward, clip,
-// AdamW (trainer defaults), zero_grad.
+// AdamW (trainer defaults), zero_grad; on `device` (the CPU unless told).
 template <class Model, class Precision = train::FullPrecision>
 struct TrainStep {
     Model model;
     train::AdamW optimizer;
     train::PrecisionSettings precision;
+    torch::Device device;
 
-    explicit TrainStep(Model m) : model(std::move(m)), optimizer(named(model), {}) { model->train(); }
+    explicit TrainStep(Model m, torch::Device d = torch::kCPU, train::AdamW::Settings adamw = {})
+        : model(move_to(std::move(m), d)), optimizer(named(model), adamw), device(d) {
+        model->train();
+    }
+
+    static Model move_to(Model m, torch::Device d) {
+        m->to(d);
+        return m;
+    }
 
     static train::NamedTensors named(Model& m) {
         train::NamedTensors out;
@@ -94,13 +104,14 @@ struct TrainStep {
     void operator()(const torch::Tensor& inputs, const torch::Tensor& targets) {
         torch::Tensor loss;
         {
-            auto guard = Precision::guard(precision, torch::kCPU);
+            auto guard = Precision::guard(precision, device);
             loss = model->forward(inputs, targets).loss;
         }
         loss.backward();
         optimizer.clip_gradients();
         optimizer.step(optimizer.settings().lr);
         optimizer.zero_grad();
+        if (device.is_cuda()) torch::cuda::synchronize();
     }
 };
 
@@ -123,13 +134,23 @@ void run_steps(benchmark::State& state, Step& step, const torch::Tensor& inputs,
 }
 
 // The training step of Model (a Transformer holder) on random tokens: args batch, sequence length.
-template <class Model, model::LossKernel K = model::LossKernel::full, class Precision = train::FullPrecision>
+// FusedAdamW false: the foreach AdamW (PyTorch's default form), to measure what the fused pass buys.
+template <class Model, model::LossKernel K = model::LossKernel::full, class Precision = train::FullPrecision,
+          bool Cuda = false, bool FusedAdamW = true>
 void train_step(benchmark::State& state) {
     constexpr ModelSpec S = std::remove_reference_t<decltype(*std::declval<Model&>())>::spec;
-    TrainStep<Model, Precision> step(Model(InitSettings{.seed = 1}));
+    const torch::Device device = Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    TrainStep<Model, Precision> step(Model(InitSettings{.seed = 1}), device, {.fused = FusedAdamW});
     step.model->loss_kernel = K;
-    const auto ids = random_tokens(S.vocab_size, state.range(0), state.range(1) + 1);
+    const auto ids = random_tokens(S.vocab_size, state.range(0), state.range(1) + 1).to(device);
     run_steps(state, step, ids.narrow(1, 0, state.range(1)), ids.narrow(1, 1, state.range(1)));
+    // What MFU needs (train/efficiency.hpp): model FLOPs per token and the device's peak in the matmul dtype.
+    const double per_token =
+        train::training_flops_per_token(S, step.named(step.model), state.range(1)).total();
+    const bool bf16 = !std::is_same_v<Precision, train::FullPrecision>;
+    state.counters["flops_per_token"] = per_token;
+    state.counters["peak_flops"] =
+        train::device_peak(device, bf16 ? torch::kBFloat16 : torch::kFloat32).flops;
 }
 
 // Layer variants. A variant is a layer template generated from a spec, `template <ModelSpec S> class L`

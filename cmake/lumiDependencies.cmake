@@ -52,6 +52,24 @@ if(NOT TARGET lumi::sentencepiece)
   add_library(lumi::sentencepiece ALIAS lumi_sentencepiece)
 endif()
 
+# The allocator the stage binaries and benchmarks link (lumi::allocator): tcmalloc keeps freed memory for reuse,
+# where glibc returns every large block to the kernel and faults it back in zeroed at the next step (the tiny
+# training step spent 14% of its time in the kernel on 2 cores, 6% with tcmalloc: docs/performance.md).
+# -DLUMI_ALLOCATOR=system keeps glibc's (sanitizer builds must).
+set(LUMI_ALLOCATOR "tcmalloc" CACHE STRING "Allocator of the stage binaries and benchmarks: tcmalloc or system")
+if(NOT TARGET lumi::allocator)
+  add_library(lumi_allocator INTERFACE IMPORTED GLOBAL)
+  add_library(lumi::allocator ALIAS lumi_allocator)
+  if(LUMI_ALLOCATOR STREQUAL "tcmalloc")
+    find_library(LUMI_TCMALLOC_LIB NAMES tcmalloc_minimal libtcmalloc_minimal.so.4)
+    if(LUMI_TCMALLOC_LIB)
+      target_link_libraries(lumi_allocator INTERFACE "${LUMI_TCMALLOC_LIB}")
+    else()
+      message(STATUS "lumi: tcmalloc not found (Debian: libgoogle-perftools-dev): glibc's allocator, slower")
+    endif()
+  endif()
+endif()
+
 # Imported targets are directory-scoped: make them visible to a parent project that added lumi with
 # add_subdirectory or FetchContent, since lumi::lumi names them in its interface.
 if(DEFINED LUMI_TOP_LEVEL AND NOT LUMI_TOP_LEVEL)

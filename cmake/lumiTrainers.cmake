@@ -17,7 +17,7 @@ function(lumi_stage_pch)
   endif()
   file(WRITE "${CMAKE_BINARY_DIR}/lumi_stage_pch.cpp" "// Builds the stage binaries' precompiled header.\n")
   add_library(lumi_stage_pch STATIC "${CMAKE_BINARY_DIR}/lumi_stage_pch.cpp")
-  target_link_libraries(lumi_stage_pch PUBLIC lumi::lumi CLI11::CLI11)
+  target_link_libraries(lumi_stage_pch PUBLIC lumi::lumi CLI11::CLI11 lumi::allocator)
   target_precompile_headers(lumi_stage_pch PUBLIC <torch/torch.h> <boost/json.hpp> <CLI/CLI.hpp>)
 endfunction()
 

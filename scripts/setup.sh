@@ -24,7 +24,7 @@ packages=(
   sentencepiece protobuf-compiler libprotobuf-dev
   librange-v3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch
-  zlib1g-dev libzstd-dev libutf8proc-dev
+  zlib1g-dev libzstd-dev libutf8proc-dev libgoogle-perftools-dev
   jargon-text fortunes debian-reference-en wordnet-base
 )
 

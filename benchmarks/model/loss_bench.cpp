@@ -1,7 +1,8 @@
 // The LM head and the cross-entropy over the full vocabulary: logits for every token then the loss (full)
-// against the fused, chunked kernel that never holds them (chunked; and with 4x its default chunk), in
-// float32 and under bfloat16 autocast (the trainer's default where the CPU has native bfloat16). One target
-// in eight is ignored, as in masked instruction data. peak_bytes shows the memory the full logits take.
+// against the fused, chunked kernel that never holds them (chunked; and with 1/2, 2 and 4x its default
+// chunk), in float32 and under bfloat16 autocast (the trainer's default where the CPU has native bfloat16).
+// One target in eight is ignored, as in masked instruction data. peak_bytes shows the memory the full logits
+// take.
 //   lumi_model_bench --benchmark_filter='^lm_head_loss/'
 #include "../bench.hpp"
 
@@ -41,6 +42,10 @@ using Full = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::full>>;
 template <ModelSpec S>
 using Chunked = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::chunked>>;
 template <ModelSpec S>
+using ChunkedHalf = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::chunked, 2>>;
+template <ModelSpec S>
+using ChunkedDouble = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::chunked, 8>>;
+template <ModelSpec S>
 using ChunkedLarge = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::chunked, 16>>;
 template <ModelSpec S>
 using FullBf16 = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::full, 4, true>>;
@@ -49,6 +54,8 @@ using ChunkedBf16 = torch::nn::ModuleHolder<HeadLossImpl<S, LossKernel::chunked,
 
 LUMI_LAYER_VARIANT("lm_head_loss", "full", Full);
 LUMI_LAYER_VARIANT("lm_head_loss", "chunked", Chunked);
+LUMI_LAYER_VARIANT("lm_head_loss", "chunked_half", ChunkedHalf);
+LUMI_LAYER_VARIANT("lm_head_loss", "chunked_x2", ChunkedDouble);
 LUMI_LAYER_VARIANT("lm_head_loss", "chunked_x4", ChunkedLarge);
 LUMI_LAYER_VARIANT("lm_head_loss", "full_bf16", FullBf16);
 LUMI_LAYER_VARIANT("lm_head_loss", "chunked_bf16", ChunkedBf16);

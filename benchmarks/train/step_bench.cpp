@@ -33,9 +33,28 @@ void add(const char* preset, std::int64_t batch, std::int64_t seq, bool bfloat16
     };
     add_one("full/float32", train_step<Model, LossKernel::full>);
     add_one("chunked/float32", train_step<Model, LossKernel::chunked>);
+    add_one("chunked_foreach_adamw/float32",
+            train_step<Model, LossKernel::chunked, lumi::train::FullPrecision, false, false>);
     if (!bfloat16) return;
     add_one("full/bfloat16", train_step<Model, LossKernel::full, ForcedBFloat16>);
     add_one("chunked/bfloat16", train_step<Model, LossKernel::chunked, ForcedBFloat16>);
+}
+
+// On a GPU: tiny at the batch the original trained with on one GPU (scripts/gpu_check.sh reads these).
+template <ModelSpec S>
+void add_cuda(const char* preset, std::int64_t batch, std::int64_t seq) {
+    using Model = lumi::Transformer<S>;
+    using lumi::bench::train_step;
+    const std::string name = std::string("train_step_cuda/") + preset;
+    auto add_one = [&](const std::string& variant, auto* function) {
+        benchmark::RegisterBenchmark((name + "/" + variant).c_str(), function)
+            ->ArgNames({"batch", "seq"})
+            ->Args({batch, seq})
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+    };
+    add_one("chunked/bfloat16", train_step<Model, LossKernel::chunked, ForcedBFloat16, true>);
+    add_one("full/bfloat16", train_step<Model, LossKernel::full, ForcedBFloat16, true>);
 }
 
 [[maybe_unused]] const bool registered = [] {
@@ -45,6 +64,7 @@ void add(const char* preset, std::int64_t batch, std::int64_t seq, bool bfloat16
     add<micro>("micro", 2, 256, false);
     add<tiny>("tiny", 2, 256, true);
     add<small>("small", 1, 256, false);
+    if (torch::cuda::is_available()) add_cuda<tiny>("tiny", 32, 1024);
     return true;
 }();
 

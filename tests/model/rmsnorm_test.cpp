@@ -46,4 +46,47 @@ TEST(RMSNorm, HasOneWeightPerChannelInitialisedToOne) {
     EXPECT_TRUE(torch::equal(norm->weight, torch::ones({32})));
 }
 
+// The fused kernel against the plain ops it replaces: outputs and both gradients, on a non-contiguous input
+// of more rows than one backward block (32), with a last dimension that is not a multiple of 8.
+TEST(RMSNorm, FusedKernelEqualsThePlainOpsAndTheirGradients) {
+    constexpr lumi::ModelSpec wide{.vocab_size = 8,
+                                   .n_layer = 1,
+                                   .d_model = 36,
+                                   .n_head = 2,
+                                   .n_kv_head = 2,
+                                   .ffn_hidden = 8,
+                                   .context = 4};
+    lumi::model::RMSNorm<wide> fused, plain;
+    plain->kernel = lumi::model::Kernel::plain;
+    {
+        torch::NoGradGuard no_grad;
+        fused->weight.copy_(torch::randn({36}));
+        plain->weight.copy_(fused->weight);
+    }
+    const auto base = torch::randn({7, 11, 36}).transpose(0, 1);  // 77 rows, not contiguous
+    const auto upstream = torch::randn({11, 7, 36});
+    auto x1 = base.clone().requires_grad_(), x2 = base.clone().requires_grad_();
+    const auto y1 = fused(x1), y2 = plain(x2);
+    EXPECT_LE((y1 - y2).abs().max().item<double>(), 1e-5);
+    (y1 * upstream).sum().backward();
+    (y2 * upstream).sum().backward();
+    EXPECT_LE((x1.grad() - x2.grad()).abs().max().item<double>(), 1e-5);
+    EXPECT_LE((fused->weight.grad() - plain->weight.grad()).abs().max().item<double>(), 1e-4);
+}
+
+TEST(RMSNorm, FusedWeightGradientIsTheSameOnOneOrTwoThreads) {
+    lumi::model::RMSNorm<lumi::test::mha> norm;
+    const auto x = torch::randn({300, 32});
+    const int threads = at::get_num_threads();
+    std::vector<torch::Tensor> grads;
+    for (int n : {1, 2}) {
+        at::set_num_threads(n);
+        norm->weight.mutable_grad() = torch::Tensor();
+        norm(x).pow(2).sum().backward();
+        grads.push_back(norm->weight.grad().clone());
+    }
+    at::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(grads[0], grads[1]));
+}
+
 }  // namespace

@@ -81,13 +81,72 @@ TEST(AdamW, WeightDecaySkipsNormsAndVectors) {
 
 TEST(AdamW, ClipsTheGlobalNormAndReportsItBeforeClipping) {
     auto params = two_parameters();
+    auto reference = two_parameters();
     params[0].second.mutable_grad() = torch::full({4, 3}, 1.0);  // norm sqrt(12)
     params[1].second.mutable_grad() = torch::full({3}, 2.0);     // norm sqrt(12)
     AdamW optimizer(params, {.grad_clip = 1.0});
     EXPECT_NEAR(optimizer.clip_gradients(), std::sqrt(24.0), 1e-5);
-    const double after = std::sqrt(params[0].second.grad().pow(2).sum().item<double>() +
-                                   params[1].second.grad().pow(2).sum().item<double>());
-    EXPECT_NEAR(after, 1.0, 1e-5);
+    optimizer.step(0.01);
+    // The same step on gradients clipped beforehand (PyTorch's clip_grad_norm_ factor).
+    const double factor = 1.0 / (std::sqrt(24.0) + 1e-6);
+    reference[0].second.mutable_grad() = torch::full({4, 3}, 1.0) * factor;
+    reference[1].second.mutable_grad() = torch::full({3}, 2.0) * factor;
+    AdamW unclipped(reference, {.grad_clip = 0});
+    unclipped.step(0.01);
+    for (std::size_t i = 0; i < params.size(); ++i)
+        EXPECT_TRUE(torch::allclose(params[i].second, reference[i].second, 1e-6, 1e-7)) << params[i].first;
+    EXPECT_TRUE(torch::equal(params[0].second.grad(), torch::full({4, 3}, 1.0)));  // read, not rewritten
+}
+
+// Large enough for several slices per tensor and a tail that is not a multiple of the vector width.
+NamedTensors large_parameters(torch::ScalarType dtype) {
+    torch::manual_seed(5);
+    return {{"embed.weight", torch::randn({300, 700}).to(dtype).requires_grad_()},
+            {"norm.weight", torch::randn({701}).to(dtype).requires_grad_()},
+            {"proj.weight", torch::randn({3, 5}).to(dtype).requires_grad_()}};
+}
+
+TEST(AdamW, FusedFloat32PassEqualsTheForeachPassInFloat64) {
+    auto fused = large_parameters(torch::kFloat32);
+    auto reference = large_parameters(torch::kFloat64);  // float64 takes the foreach path
+    const AdamW::Settings s{.lr = 1e-2, .weight_decay = 0.1, .grad_clip = 0.5};
+    AdamW a(fused, s), b(reference, s);
+    for (int step = 0; step < 4; ++step) {
+        fake_gradients(fused, step);
+        fake_gradients(reference, step);
+        const double na = a.clip_gradients(), nb = b.clip_gradients();
+        EXPECT_NEAR(na, nb, 1e-4 * nb);
+        a.step(1e-2);
+        b.step(1e-2);
+    }
+    for (std::size_t i = 0; i < fused.size(); ++i) {
+        EXPECT_EQ(fused[i].second.scalar_type(), torch::kFloat32);
+        EXPECT_TRUE(torch::allclose(fused[i].second.to(torch::kFloat64), reference[i].second, 1e-5, 1e-6))
+            << fused[i].first << ": max difference "
+            << (fused[i].second.to(torch::kFloat64) - reference[i].second).abs().max().item<double>();
+    }
+    const auto state_a = a.state(), state_b = b.state();
+    for (std::size_t i = 1; i < state_a.size(); ++i)
+        EXPECT_TRUE(torch::allclose(state_a[i].second.to(torch::kFloat64), state_b[i].second, 1e-5, 1e-9))
+            << state_a[i].first;
+}
+
+TEST(AdamW, FusedPassIsTheSameOnOneOrTwoThreads) {
+    const int threads = at::get_num_threads();
+    std::vector<torch::Tensor> results;
+    for (int n : {1, 2}) {
+        at::set_num_threads(n);
+        auto params = large_parameters(torch::kFloat32);
+        AdamW optimizer(params, {.lr = 1e-2, .grad_clip = 0});  // the norm's rounding may depend on threads
+        for (int step = 0; step < 3; ++step) {
+            fake_gradients(params, step);
+            optimizer.clip_gradients();
+            optimizer.step(1e-2);
+        }
+        results.push_back(params[0].second.detach().clone());
+    }
+    at::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(results[0], results[1]));
 }
 
 TEST(AdamW, StateRoundTripContinuesIdentically) {

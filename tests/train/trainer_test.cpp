@@ -77,6 +77,15 @@ TEST(Trainer, LowersTheLossAndWritesCheckpointsAndFinalModel) {
     EXPECT_TRUE(fs::exists(out / "checkpoints" / "step_00000030" / "optimizer.safetensors"));
     EXPECT_TRUE(fs::exists(out / "metrics.jsonl"));
     EXPECT_TRUE(fs::exists(out / "config.json"));
+    // Every logged step reports its efficiency: model FLOP/s = tokens/s x FLOPs per token, and MFU.
+    const auto line = lumi::read_file(out / "metrics.jsonl");
+    const auto first = boost::json::parse(line.substr(0, line.find('\n'))).as_object();
+    const double flops = first.at("flops_per_s").to_number<double>();
+    lumi::train::NamedTensors named;
+    for (const auto& item : trainer.model()->named_parameters()) named.emplace_back(item.key(), item.value());
+    const double per_token = lumi::train::training_flops_per_token(spec, named, 16).total();
+    EXPECT_NEAR(flops, first.at("tokens_per_s").to_number<double>() * per_token, 1e-6 * flops);
+    EXPECT_GT(first.at("mfu").to_number<double>(), 0.0);
 }
 
 TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {

@@ -1,9 +1,114 @@
 #pragma once
 
+#include <cmath>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
 #include <lumi/core/torch.hpp>
+#include <lumi/model/kernel.hpp>
 #include <lumi/model/spec.hpp>
 
 namespace lumi::model {
+
+namespace detail {
+
+// Sum of squares of n floats in eight independent partial sums, which compilers turn into vector code.
+inline float sum_of_squares(const float* x, std::int64_t n) {
+    float partial[8] = {};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) partial[k] += x[i + k] * x[i + k];
+    float total = 0;
+    for (; i < n; ++i) total += x[i] * x[i];
+    for (float p : partial) total += p;
+    return total;
+}
+
+inline float dot(const float* a, const float* b, const float* c, std::int64_t n) {  // sum a * b * c
+    float partial[8] = {};
+    std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; ++k) partial[k] += a[i + k] * b[i + k] * c[i + k];
+    float total = 0;
+    for (; i < n; ++i) total += a[i] * b[i] * c[i];
+    for (float p : partial) total += p;
+    return total;
+}
+
+// Rows handled together in backward: the weight's gradient is summed per block, then over blocks in order,
+// so it does not depend on the number of threads.
+inline constexpr std::int64_t rmsnorm_block = 32;
+
+// y = x * rstd * weight per row of d, rstd = 1 / sqrt(mean(x^2) + eps); x, w, y contiguous float32.
+struct RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
+    static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
+                                 const torch::Tensor& weight, double eps) {
+        const auto x = input.contiguous();
+        const std::int64_t d = x.size(-1), rows = x.numel() / d;
+        auto y = torch::empty_like(x);
+        auto rstd = torch::empty({rows}, x.options());
+        const float* xp = x.data_ptr<float>();
+        const float* wp = weight.data_ptr<float>();
+        float* yp = y.data_ptr<float>();
+        float* rp = rstd.data_ptr<float>();
+        const float feps = float(eps), inv_d = 1.0f / float(d);
+        at::parallel_for(0, rows, 16, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t r = begin; r < end; ++r) {
+                const float* xr = xp + r * d;
+                float* yr = yp + r * d;
+                const float s = 1.0f / std::sqrt(sum_of_squares(xr, d) * inv_d + feps);
+                rp[r] = s;
+                for (std::int64_t i = 0; i < d; ++i) yr[i] = wp[i] * (xr[i] * s);
+            }
+        });
+        ctx->save_for_backward({x, weight, rstd});
+        return y;
+    }
+
+    // dx = rstd * (w dy - x rstd^2 mean(w dy x)); dw = sum over rows of dy x rstd.
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grad_output) {
+        const auto saved = ctx->get_saved_variables();
+        const auto &x = saved[0], &weight = saved[1], &rstd = saved[2];
+        const auto dy = grad_output[0].contiguous();
+        const std::int64_t d = x.size(-1), rows = x.numel() / d;
+        const std::int64_t blocks = (rows + rmsnorm_block - 1) / rmsnorm_block;
+        const bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+        auto dx = want_x ? torch::empty_like(x) : torch::Tensor();
+        std::vector<float> partial(want_w ? std::size_t(blocks * d) : 0, 0.0f);
+        const float *xp = x.data_ptr<float>(), *wp = weight.data_ptr<float>(), *rp = rstd.data_ptr<float>();
+        const float* gp = dy.data_ptr<float>();
+        float* dxp = want_x ? dx.data_ptr<float>() : nullptr;
+        const float inv_d = 1.0f / float(d);
+        at::parallel_for(0, blocks, 1, [&](std::int64_t first, std::int64_t last) {
+            for (std::int64_t b = first; b < last; ++b) {
+                float* pw = want_w ? partial.data() + b * d : nullptr;
+                for (std::int64_t r = b * rmsnorm_block; r < std::min(rows, (b + 1) * rmsnorm_block); ++r) {
+                    const float *xr = xp + r * d, *gr = gp + r * d;
+                    const float s = rp[r];
+                    if (want_w)
+                        for (std::int64_t i = 0; i < d; ++i) pw[i] += gr[i] * (xr[i] * s);
+                    if (want_x) {
+                        const float c = dot(wp, gr, xr, d) * inv_d * s * s;
+                        float* out = dxp + r * d;
+                        for (std::int64_t i = 0; i < d; ++i) out[i] = s * (wp[i] * gr[i] - xr[i] * c);
+                    }
+                }
+            }
+        });
+        torch::Tensor dw;
+        if (want_w) {
+            dw = torch::zeros_like(weight);
+            float* dwp = dw.data_ptr<float>();
+            for (std::int64_t b = 0; b < blocks; ++b)
+                for (std::int64_t i = 0; i < d; ++i) dwp[i] += partial[std::size_t(b * d + i)];
+        }
+        return {dx, dw, torch::Tensor()};
+    }
+};
+
+}  // namespace detail
 
 // y = x / sqrt(mean(x^2) + eps) * weight, computed in float32 whatever the input dtype (as Hugging Face).
 template <ModelSpec S>
@@ -14,6 +119,9 @@ class RMSNormImpl : public torch::nn::Module {
     RMSNormImpl() : weight(register_parameter("weight", torch::ones({S.d_model}))) {}
 
     torch::Tensor forward(const torch::Tensor& x) {
+        if (kernel == Kernel::fused && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
+            weight.scalar_type() == torch::kFloat32)
+            return detail::RMSNormFunction::apply(x, weight, S.norm_eps);
         const auto x32 = x.to(torch::kFloat32);
         const auto normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + S.norm_eps);
         return weight * normed.to(x.scalar_type());
@@ -28,6 +136,7 @@ class RMSNormImpl : public torch::nn::Module {
         os << "lumi::RMSNorm(" << S.d_model << ", eps=" << S.norm_eps << ")";
     }
 
+    Kernel kernel = Kernel::fused;
     torch::Tensor weight;
 };
 template <ModelSpec S>

@@ -45,7 +45,7 @@ struct ModelInfo {
 
 struct Curve {
     std::vector<std::pair<double, double>> loss, lr, val_loss;
-    double tokens_per_second = 0;
+    double tokens_per_second = 0, flops_per_second = 0, mfu = 0;
 };
 
 // The training and validation points of a trainer's metrics.jsonl.
@@ -67,6 +67,8 @@ inline Curve read_curve(const std::filesystem::path& file) {
         if (const auto lr = number("lr")) curve.lr.emplace_back(*step, *lr);
         if (const auto val = number("val_loss")) curve.val_loss.emplace_back(*step, *val);
         if (const auto rate = number("tokens_per_s")) curve.tokens_per_second = *rate;
+        if (const auto flops = number("flops_per_s")) curve.flops_per_second = *flops;
+        if (const auto mfu = number("mfu")) curve.mfu = *mfu;
     }
     return curve;
 }
@@ -415,6 +417,12 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
         char rate[64];
         std::snprintf(rate, sizeof rate, "%.0f", c.tokens_per_second);
         md << "\nLast logged throughput " << rate << " tokens/s";
+        if (c.flops_per_second > 0) {
+            char efficiency[96];
+            std::snprintf(efficiency, sizeof efficiency, " (%.3g model TFLOP/s, MFU %.1f%%)",
+                          c.flops_per_second / 1e12, 100.0 * c.mfu);
+            md << efficiency;
+        }
         if (!c.val_loss.empty()) {
             char val[64];
             std::snprintf(val, sizeof val, "%.4f", c.val_loss.back().second);

@@ -9,6 +9,7 @@
 #include "lumi/config/config.hpp"
 #include "lumi/core/error.hpp"
 #include "lumi/core/torch.hpp"
+#include "lumi/train/adamw_kernel.hpp"
 
 namespace lumi::train {
 
@@ -21,6 +22,7 @@ struct AdamWSettings {
     double eps = 1e-8;
     double weight_decay = 0.1;  // decoupled, on matrices only (never norms)
     double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 disables
+    bool fused = true;          // float32 CPU tensors in one pass (clipping folded in); false: foreach ops
 
     void validate() const {
         if (!(lr > 0)) throw config::FieldError("lr", "must be positive");
@@ -32,8 +34,8 @@ struct AdamWSettings {
     }
 };
 
-// AdamW as PyTorch defines it, applied to all parameters in a few multi-tensor (foreach) passes instead of
-// one small loop per tensor. Only parameters that require gradients are trained.
+// AdamW as PyTorch defines it. float32 CPU parameters are updated in one fused pass (adamw_kernel.hpp),
+// others in a few multi-tensor (foreach) passes. Only parameters that require gradients are trained.
 class AdamW {
   public:
     using Settings = AdamWSettings;
@@ -56,21 +58,18 @@ class AdamW {
     const std::vector<std::string>& names() const { return names_; }
     bool decays(std::size_t i) const { return decays_[i]; }
 
-    // Global gradient norm before clipping; clips in place when settings.grad_clip > 0.
+    // Global gradient norm before clipping. When settings.grad_clip > 0 and the norm exceeds it, the next
+    // step() scales the gradients by grad_clip / (norm + 1e-6) as it reads them (as PyTorch's clip_grad_norm_
+    // does in place), so they are not rewritten.
     double clip_gradients() {
-        std::vector<torch::Tensor> grads;
-        for (const auto& p : params_)
-            if (p.grad().defined()) grads.push_back(p.grad());
-        if (grads.empty()) return 0.0;
         std::vector<torch::Tensor> norms;
-        norms.reserve(grads.size());
-        for (const auto& g : grads) norms.push_back(g.to(torch::kFloat32).norm().reshape({1}));
+        for (const auto& p : params_)
+            if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm().reshape({1}));
+        grad_scale_ = 1.0;
+        if (norms.empty()) return 0.0;
         const double total = torch::cat(norms).norm().item<double>();
-        if (settings_.grad_clip > 0 && total > settings_.grad_clip) {
-            const double scale = settings_.grad_clip / (total + 1e-6);
-            torch::NoGradGuard no_grad;
-            at::_foreach_mul_(grads, scale);
-        }
+        if (settings_.grad_clip > 0 && total > settings_.grad_clip)
+            grad_scale_ = settings_.grad_clip / (total + 1e-6);
         return total;
     }
 
@@ -78,22 +77,48 @@ class AdamW {
     void step(double lr) {
         torch::NoGradGuard no_grad;
         ++step_;
-        std::vector<torch::Tensor> params, grads, m, v, decayed;
+        const double b1 = settings_.beta1, b2 = settings_.beta2;
+        const double bias1 = 1.0 - std::pow(b1, double(step_));
+        const double bias2 = 1.0 - std::pow(b2, double(step_));
+        const double grad_scale = std::exchange(grad_scale_, 1.0);
+        std::vector<torch::Tensor> params, grads, m, v;      // the foreach path
+        std::vector<torch::Tensor> fparams, fgrads, fm, fv;  // the fused path
+        std::vector<bool> fdecays;
+        std::vector<torch::Tensor> decayed;
         for (std::size_t i = 0; i < params_.size(); ++i) {
             const auto& grad = params_[i].grad();
             if (!grad.defined()) continue;
+            if (settings_.fused && detail::fusable(params_[i], grad, exp_avg_[i], exp_avg_sq_[i])) {
+                fparams.push_back(params_[i]);
+                fgrads.push_back(grad);
+                fm.push_back(exp_avg_[i]);
+                fv.push_back(exp_avg_sq_[i]);
+                fdecays.push_back(decays_[i]);
+                continue;
+            }
             params.push_back(params_[i]);
             grads.push_back(grad);
             m.push_back(exp_avg_[i]);
             v.push_back(exp_avg_sq_[i]);
             if (decays_[i]) decayed.push_back(params_[i]);
         }
+        const double decay = 1.0 - lr * settings_.weight_decay;
+        if (!fparams.empty())
+            detail::fused_adamw(fparams, fgrads, fm, fv, fdecays,
+                                {.grad_scale = float(grad_scale),
+                                 .decay = float(decay),
+                                 .beta1 = float(b1),
+                                 .one_minus_beta1 = float(1.0 - b1),
+                                 .beta2 = float(b2),
+                                 .one_minus_beta2 = float(1.0 - b2),
+                                 .sqrt_bias2 = float(std::sqrt(bias2)),
+                                 .eps = float(settings_.eps),
+                                 .step = float(-lr / bias1)});
         if (params.empty()) return;
-        const double b1 = settings_.beta1, b2 = settings_.beta2;
-        const double bias1 = 1.0 - std::pow(b1, double(step_));
-        const double bias2 = 1.0 - std::pow(b2, double(step_));
-        if (settings_.weight_decay > 0 && !decayed.empty())
-            at::_foreach_mul_(decayed, 1.0 - lr * settings_.weight_decay);
+        if (grad_scale != 1.0) {
+            for (auto& g : grads) g = g * grad_scale;  // new tensors: the callers' gradients stay as they are
+        }
+        if (settings_.weight_decay > 0 && !decayed.empty()) at::_foreach_mul_(decayed, decay);
         at::_foreach_mul_(m, b1);
         at::_foreach_add_(m, grads, 1.0 - b1);
         at::_foreach_mul_(v, b2);
@@ -144,6 +169,7 @@ class AdamW {
     std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
     std::vector<bool> decays_;
     std::int64_t step_ = 0;
+    double grad_scale_ = 1.0;  // set by clip_gradients, used and reset by step
 };
 
 }  // namespace lumi::train

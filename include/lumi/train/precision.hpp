@@ -81,6 +81,7 @@ struct PrecisionSettings {
 struct FullPrecision {
     using Settings = PrecisionSettings;
     static const char* describe(const Settings&, torch::Device) { return "float32"; }
+    static torch::ScalarType compute_dtype(const Settings&, torch::Device) { return torch::kFloat32; }
     static std::optional<AutocastGuard> guard(const Settings&, torch::Device) { return std::nullopt; }
 };
 
@@ -93,6 +94,10 @@ struct MixedPrecision {
     static const char* describe(const Settings& s, torch::Device device) {
         if (active(s, device)) return "bfloat16 autocast, float32 weights";
         return s.dtype == Dtype::bfloat16 ? "float32 (this CPU has no native bfloat16)" : "float32";
+    }
+    // The dtype of the matmuls: what the device's peak is taken for.
+    static torch::ScalarType compute_dtype(const Settings& s, torch::Device device) {
+        return active(s, device) ? torch::kBFloat16 : torch::kFloat32;
     }
     static std::optional<AutocastGuard> guard(const Settings& s, torch::Device device) {
         if (!active(s, device)) return std::nullopt;

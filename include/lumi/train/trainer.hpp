@@ -21,6 +21,7 @@
 #include "lumi/io/model_io.hpp"
 #include "lumi/io/safetensors.hpp"
 #include "lumi/model/transformer.hpp"
+#include "lumi/train/efficiency.hpp"
 #include "lumi/train/loader.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
@@ -45,6 +46,7 @@ struct RunSettings {
     std::int64_t eval_batches = 20;
     std::int64_t checkpoint_every = 500;  // 0 = only at the end
     std::int64_t keep_checkpoints = 3;
+    double peak_tflops = 0;  // the device's peak for MFU; 0 = a known GPU's datasheet, else measured
 
     void validate() const {
         if (output.empty()) throw config::FieldError("output", "must name a directory");
@@ -59,6 +61,7 @@ struct RunSettings {
         if (checkpoint_every < 0) throw config::FieldError("checkpoint_every", "must be >= 0");
         if (keep_checkpoints < 1) throw config::FieldError("keep_checkpoints", "must be >= 1");
         if (threads < 0) throw config::FieldError("threads", "must be >= 0");
+        if (!(peak_tflops >= 0)) throw config::FieldError("peak_tflops", "must be >= 0 (0: measured)");
         if (!(device == "auto" || device == "cpu" || device.starts_with("cuda")))
             throw config::FieldError("device", "must be auto, cpu, cuda or cuda:N");
     }
@@ -79,7 +82,9 @@ struct StepReport {
     std::int64_t total_steps = 0;
     std::int64_t tokens = 0;
     double loss = 0, lr = 0, grad_norm = 0, tokens_per_second = 0, elapsed = 0;
-    double communication = 0;  // seconds this step waited for the other ranks (data-parallel runs)
+    double communication = 0;     // seconds this step waited for the other ranks (data-parallel runs)
+    double flops_per_second = 0;  // model FLOPs (efficiency.hpp) per second, summed over ranks
+    double mfu = 0;               // flops_per_second / (peak per device x ranks)
 };
 
 struct FitResult {
@@ -245,6 +250,17 @@ class Trainer {
         result.steps = step;
         const std::int64_t first_step = step;
         const std::int64_t tokens_per_micro = run.micro_batch * group_->size() * train.sequence_length();
+        const double flops_per_token =
+            training_flops_per_token(Model::ContainedType::spec, named_parameters(),
+                                     train.sequence_length() - 1)
+                .total();
+        const DevicePeak peak = device_peak(device_, Precision::compute_dtype(settings_.precision, device_),
+                                            run.peak_tflops * 1e12);
+        if (chief)
+            std::fprintf(
+                stderr,
+                "model FLOPs per token %.4g (docs/performance.md); peak %.4g TFLOP/s per device (%s)\n",
+                flops_per_token, peak.flops / 1e12, peak.source.c_str());
         const auto start = std::chrono::steady_clock::now();
         model_->train();
 
@@ -275,7 +291,8 @@ class Trainer {
                 if (chief) progress.interrupt();
                 const auto kept = list_checkpoints(output);
                 throw lumi::Error("step " + std::to_string(step + 1) + ": the training loss is " +
-                                  std::to_string(loss) + "; stopped. The last good checkpoint is " +
+                                  (std::isnan(loss) ? std::string("nan") : std::to_string(loss)) +
+                                  "; stopped. The last good checkpoint is " +
                                   (kept.empty() ? std::string("none") : kept.back().string()) +
                                   " (lower optimizer.lr or raise schedule warmup, then resume from it)");
             }
@@ -288,28 +305,37 @@ class Trainer {
 
             const double elapsed =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            const double tokens_per_second =
+                double((step - first_step) * tokens_per_micro * run.grad_accum) / elapsed;
             StepReport report{step,
                               total,
                               tokens,
                               loss,
                               lr,
                               grad_norm,
-                              double((step - first_step) * tokens_per_micro * run.grad_accum) / elapsed,
+                              tokens_per_second,
                               elapsed,
-                              communication};
+                              communication,
+                              tokens_per_second * flops_per_token,
+                              tokens_per_second * flops_per_token / (peak.flops * double(group_->size()))};
             result.train_loss = loss;
             if (step % run.log_every == 0 || step == total) {
-                boost::json::object record{
-                    {"step", step},           {"loss", loss},     {"lr", lr},
-                    {"grad_norm", grad_norm}, {"tokens", tokens}, {"tokens_per_s", report.tokens_per_second},
-                    {"elapsed_s", elapsed}};
+                boost::json::object record{{"step", step},
+                                           {"loss", loss},
+                                           {"lr", lr},
+                                           {"grad_norm", grad_norm},
+                                           {"tokens", tokens},
+                                           {"tokens_per_s", report.tokens_per_second},
+                                           {"flops_per_s", report.flops_per_second},
+                                           {"mfu", report.mfu},
+                                           {"elapsed_s", elapsed}};
                 if (group_->distributed()) record["comm_s"] = communication;
                 metrics.write(record);
             }
             if (chief) {
                 char detail[160];
-                std::snprintf(detail, sizeof detail, "loss %.4f lr %.2e tok/s %.0f", loss, lr,
-                              report.tokens_per_second);
+                std::snprintf(detail, sizeof detail, "loss %.4f lr %.2e tok/s %.0f MFU %.1f%%", loss, lr,
+                              report.tokens_per_second, 100.0 * report.mfu);
                 progress.update(step, first_step, detail);
             }
             for (auto& callback : callbacks_) callback(report);
