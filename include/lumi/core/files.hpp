@@ -234,6 +234,20 @@ inline void replace_directory(const std::filesystem::path& source, const std::fi
     fs::remove_all(backup, error);
 }
 
+// Removes a directory so that a crash never leaves half of it under its name: it is renamed to a staging
+// name first (one rename), then deleted; remove_leftovers() finishes a deletion that was interrupted.
+inline void remove_directory(const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
+    std::error_code error;
+    if (!fs::exists(fs::symlink_status(dir))) return;
+    const fs::path doomed = detail::sibling_temporary(dir);
+    if (::rename(dir.c_str(), doomed.c_str()) != 0)
+        throw lumi::Error(dir.string() + ": cannot remove the directory: " + detail::errno_text());
+    detail::sync_path(detail::parent_of(dir), true);
+    fs::remove_all(doomed, error);
+    if (error) throw lumi::Error(doomed.string() + ": cannot remove the directory: " + error.message());
+}
+
 // A directory built under a temporary sibling name and moved into place by commit() (replace_directory);
 // destroyed uncommitted (an exception) it is removed, so `target` is either the old one or the whole new
 // one. Opening one first clears what an interrupted earlier commit of the same target left behind.
