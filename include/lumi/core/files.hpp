@@ -148,10 +148,11 @@ class AtomicFile {
         : target_(std::move(target)), temporary_(detail::sibling_temporary(target_)) {
         std::error_code error;
         if (target_.has_parent_path()) std::filesystem::create_directories(target_.parent_path(), error);
+        if (error)
+            throw lumi::Error(target_.string() + ": cannot write the file: cannot create its directory (" +
+                              error.message() + ")");
         fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd_ < 0)
-            throw lumi::Error(target_.string() + ": cannot write the file: " + detail::errno_text() +
-                              (error ? " (" + error.message() + " creating its directory)" : std::string()));
+        if (fd_ < 0) throw lumi::Error(target_.string() + ": cannot write the file: " + detail::errno_text());
     }
     AtomicFile(const AtomicFile&) = delete;
     AtomicFile& operator=(const AtomicFile&) = delete;
