@@ -649,14 +649,15 @@ class Pipeline {
             ran |= bit(stage.stage);
         }
         const fs::path report = run_ / "report.md";
-        write_report(run_, ModelInfo{.preset = options_.preset,
-                                     .description = model::describe<S>(),
-                                     .parameters = parameter_count(S),
-                                     .lora_parameters = lora::parameter_count(S, L),
-                                     .lora_rank = L.rank,
-                                     .lora_alpha = L.alpha,
-                                     .command = command_line(),
-                                     .working_directory = fs::current_path().string()});
+        write_report(run_,
+                     ModelInfo{.preset = options_.preset,
+                               .description = model::describe<S>(),
+                               .parameters = std::integral_constant<std::int64_t, parameter_count(S)>::value,
+                               .lora_parameters = lora::parameter_count(S, L),
+                               .lora_rank = L.rank,
+                               .lora_alpha = L.alpha,
+                               .command = command_line(),
+                               .working_directory = fs::current_path().string()});
         std::fprintf(options_.terminal, "report %s\n", report.string().c_str());
         std::fflush(options_.terminal);
         return {run_, report, records_};
