@@ -26,11 +26,9 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RE
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/lumi_fuzz_}"
 echo "=== fuzz: built in $(( $(date +%s) - start )) s; ${#targets[@]} targets, $seconds s each"
 
-# LibTorch is not instrumented: its static registries are never freed, so leaks are only reported when
-# they are lumi's (the stacks through libtorch are suppressed); one thread per target, as many targets as cores.
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:symbolize=1"
+# As in scripts/sanitize.sh, LibTorch needs nothing turned off; every finding is fatal.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp:print_suppressions=0"
 export OMP_NUM_THREADS=1
 mkdir -p "$build/artifacts" "$build/logs"
 run() {
