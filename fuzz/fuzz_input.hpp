@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -12,13 +13,13 @@
 
 namespace lumi::fuzz {
 
-// A directory of this process's own, on tmpfs when there is one: a target writes each input there.
+// A directory of this process's own under $TMPDIR (scripts/fuzz.sh points it at tmpfs and removes it
+// afterwards: libFuzzer ends the process without running exit handlers). A target writes each input there.
 inline const std::filesystem::path& scratch() {
     static const std::filesystem::path dir = [] {
-        const char* base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-        std::string pattern = std::string(base) + "/lumi_fuzz_XXXXXX";
+        const char* base = std::getenv("TMPDIR");
+        std::string pattern = std::string(base && *base ? base : "/tmp") + "/lumi_fuzz_XXXXXX";
         if (!::mkdtemp(pattern.data())) std::abort();
-        std::atexit([] { std::filesystem::remove_all(scratch()); });
         return std::filesystem::path(pattern);
     }();
     return dir;

@@ -31,11 +31,16 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_NUM_THREADS=1
 mkdir -p "$build/artifacts" "$build/logs"
+# The targets write each input to a file: on tmpfs when there is one, removed afterwards.
+scratch=$([ -w /dev/shm ] && echo /dev/shm || echo "$root/$build")/lumi_fuzz_$$
+trap 'rm -rf "$scratch"' EXIT
 run() {
   local target=$1 corpus="$build/corpus/$1"
-  mkdir -p "$corpus"
-  if "$build/fuzz/lumi_fuzz_$target" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
-       -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" "$corpus" "fuzz/corpus/$target" \
+  mkdir -p "$corpus" "$scratch/$target"
+  # A run that does not end (a hang outside any one input) is killed well after its time.
+  if TMPDIR="$scratch/$target" timeout -s KILL $((seconds + 300)) "$build/fuzz/lumi_fuzz_$target" \
+       -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+       -artifact_prefix="$build/artifacts/$target-" "$corpus" "fuzz/corpus/$target" \
        >"$build/logs/$target.log" 2>&1; then
     echo "fuzz $target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$build/logs/$target.log" | tail -1)"
   else
