@@ -861,7 +861,13 @@ class Pipeline {
             throw lumi::Error("stage " + std::string(stage.name) + " failed: " + failure +
                               " (log: " + log_of(stage.stage).string() + ")");
         }
-        if (trainer) replace_directory(work(stage.stage), dir(stage.stage));
+        if (trainer) {
+            // The old output goes first, then the finished one takes its name: killed in between, the next
+            // run finds the finished one still in .partial and resumes it (at its last step) to move it
+            // again.
+            remove_directory(dir(stage.stage));
+            replace_directory(work(stage.stage), dir(stage.stage));
+        }
         record.complete = true;
         record.summary = summary;
         save_records();
