@@ -199,6 +199,26 @@ TEST(Trainer, ResumeRefusesDifferentRunSettingsAndMissingCheckpoints) {
     EXPECT_THROW(empty.fit(train), lumi::Error);
 }
 
+TEST(Trainer, AFractionalNumberInTheResumedStateIsAnErrorNamingIt) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("fractional");
+    auto s = settings_for(out, 2);
+    SmallTrainer(Model(), s).fit(train);
+    const auto state_file = out / "checkpoints" / "step_00000002" / "trainer_state.json";
+    auto state = lumi::config::read_json_file(state_file).as_object();
+    state["seed"] = 4.2;  // found by fuzz/trainer_state_fuzz.cpp: once an uncaught boost::system_error
+    lumi::config::write_json_file(state, state_file);
+    s.run.resume = "latest";
+    try {
+        SmallTrainer(Model(), s).fit(train);
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& error) {
+        EXPECT_NE(std::string(error.what()).find("trainer_state.json: missing or not an integer: 'seed'"),
+                  std::string::npos)
+            << error.what();
+    }
+}
+
 TEST(Trainer, KeepsOnlyTheLastCheckpoints) {
     PatternDataset train(16, 9, spec.vocab_size);
     const auto out = fresh("keep");
