@@ -60,7 +60,7 @@ set(LUMI_ALLOCATOR "tcmalloc" CACHE STRING "Allocator of the stage binaries and 
 if(NOT TARGET lumi::allocator)
   add_library(lumi_allocator INTERFACE IMPORTED GLOBAL)
   add_library(lumi::allocator ALIAS lumi_allocator)
-  if(LUMI_ALLOCATOR STREQUAL "tcmalloc")
+  if(LUMI_ALLOCATOR STREQUAL "tcmalloc" AND NOT LUMI_SANITIZE)  # ASan brings its own allocator
     find_library(LUMI_TCMALLOC_LIB NAMES tcmalloc_minimal libtcmalloc_minimal.so.4)
     if(LUMI_TCMALLOC_LIB)
       target_link_libraries(lumi_allocator INTERFACE "${LUMI_TCMALLOC_LIB}")

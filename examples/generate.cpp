@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <lumi/config/config.hpp>
+#include <lumi/core/files.hpp>
 #include <lumi/core/threads.hpp>
 #include <lumi/eval/generate.hpp>
 #include <lumi/eval/prompt.hpp>
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
                 if (!line.empty()) settings.prompts.push_back(line);
         }
         if (settings.prompts.empty()) throw lumi::Error("no prompts: set prompts or prompt_file");
+        // Opened first, so an unwritable path fails before the model loads; renamed into place at the end.
+        std::optional<lumi::AtomicFile> jsonl;
+        if (!settings.output.empty()) jsonl.emplace(settings.output);
         for (auto& stop : lumi::eval::template_stops(settings.prompt_template))
             settings.sampling.stop.push_back(stop);
 
@@ -68,8 +72,6 @@ int main(int argc, char** argv) {
         model->to(device);
         if (settings.dtype == lumi::train::Dtype::bfloat16) model->to(torch::kBFloat16);
 
-        std::optional<std::ofstream> jsonl;
-        if (!settings.output.empty()) jsonl.emplace(settings.output);
         const bool terminal = isatty(fileno(stdout));
         for (std::size_t first = 0; first < settings.prompts.size(); first += std::size_t(settings.batch)) {
             const std::size_t last = std::min(settings.prompts.size(), first + std::size_t(settings.batch));
@@ -88,12 +90,16 @@ int main(int argc, char** argv) {
                 std::cout << "\n[" << results[i].tokens.size() << " tokens, " << results[i].finish_reason
                           << "]\n\n";
                 if (jsonl)
-                    *jsonl << boost::json::serialize(
-                                  boost::json::object{{"prompt", settings.prompts[first + i]},
-                                                      {"completion", results[i].text},
-                                                      {"finish_reason", results[i].finish_reason}})
-                           << "\n";
+                    jsonl->write(boost::json::serialize(
+                                     boost::json::object{{"prompt", settings.prompts[first + i]},
+                                                         {"completion", results[i].text},
+                                                         {"finish_reason", results[i].finish_reason}}) +
+                                 "\n");
             }
+        }
+        if (jsonl) {
+            jsonl->commit();
+            std::cout << "wrote " << settings.output << "\n";
         }
     } catch (const lumi::Error& e) {
         std::cerr << "error: " << e.what() << "\n";

@@ -26,6 +26,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev python3-torch
   zlib1g-dev libzstd-dev libutf8proc-dev libgoogle-perftools-dev
   jargon-text fortunes debian-reference-en wordnet-base
+  clang-14 libclang-rt-14-dev  # libFuzzer and its sanitizers, for scripts/fuzz.sh
 )
 
 if [ ! -r /etc/debian_version ] || ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh Debian 12 machine: set-up, build, every test, against both LibTorch lines
-# (Debian's 1.13 and PyPI's torch 2.x). Fails on the first failure.
-#   scripts/test.sh              both lines
-#   scripts/test.sh --debian     Debian's LibTorch 1.13 only (fastest set-up)
-#   scripts/test.sh --torch2     PyPI's torch 2.x only
+# (Debian's 1.13 and PyPI's torch 2.x), then the unit tests under AddressSanitizer and UndefinedBehaviorSanitizer
+# (scripts/sanitize.sh, Debian's line) and every fuzz target for 30 s (scripts/fuzz.sh, clang against torch 2.x;
+# LUMI_FUZZ_SECONDS changes the time). Fails on the first failure.
+#   scripts/test.sh              both lines, sanitizers and fuzzers
+#   scripts/test.sh --debian     Debian's LibTorch 1.13 and the sanitizer build only (fastest set-up)
+#   scripts/test.sh --torch2     PyPI's torch 2.x and the fuzzers only
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -35,3 +37,18 @@ for line in "${lines[@]}"; do
   ctest --test-dir "$build" -j "$jobs" --output-on-failure --timeout 900
   echo "=== LibTorch line '$line': tests passed in $(( $(date +%s) - start )) s"
 done
+
+# docs/reliability.md: the sanitizer build on Debian's line, the fuzzers on torch 2.x's (clang cannot compile
+# Debian's LibTorch 1.13 headers in C++20).
+if [[ " ${lines[*]} " == *" debian "* ]]; then
+  echo "=== sanitizers: the unit tests under ASan and UBSan (build-sanitize)"
+  start=$(date +%s)
+  scripts/sanitize.sh
+  echo "=== sanitizers: passed in $(( $(date +%s) - start )) s"
+fi
+if [[ " ${lines[*]} " == *" torch2 "* ]]; then
+  echo "=== fuzz: every target for ${LUMI_FUZZ_SECONDS:-30} s (build-fuzz)"
+  start=$(date +%s)
+  scripts/fuzz.sh "${LUMI_FUZZ_SECONDS:-30}"
+  echo "=== fuzz: passed in $(( $(date +%s) - start )) s"
+fi

@@ -289,6 +289,21 @@ TEST(PackedDataset, CorruptedShardsAreNamedWithWhatIsWrong) {
     EXPECT_CONTAINS(error_of([&] { data::PackedDataset(packed.parent_path() / "missing"); }), "missing");
 }
 
+TEST(PackedDataset, SizesThatWrapAround64BitsAreACorruptedHeader) {
+    // 2 sequences of 2^62 + 4 two-byte tokens "need" 2^64 + 16 bytes: 16 after wrapping, what this file has.
+    const fs::path dir = lumi::test::fresh_directory("wrap");
+    data::ShardHeader header;
+    header.vocab_size = 61;
+    header.sequence_length = (std::uint64_t(1) << 62) + 4;
+    header.count = 2;
+    std::string bytes(reinterpret_cast<const char*>(&header), sizeof header);
+    bytes += std::string(16, '\1');
+    lumi::write_file_atomic(dir / "train_00000.bin", bytes);
+    EXPECT_CONTAINS(
+        error_of([&] { data::PackedDataset opened(dir); }),
+        "train_00000.bin: corrupted header: 2 sequences of 4611686018427387908 tokens do not fit");
+}
+
 TEST(PackDataset, AMalformedLineNamesTheFileAndLineOrIsSkippedAndCounted) {
     const fs::path dir = lumi::test::fresh_directory("malformed");
     lumi::write_file_atomic(

@@ -175,23 +175,37 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
     EXPECT_TRUE(contains(read(first.report), "this invocation ran 0 stages and skipped 9"));
 
+    // A moved run directory is the same run.
+    fs::rename(dir, temp.path / "moved");
+    run(settings, temp.path / "moved");
+    EXPECT_EQ(statuses(temp.path / "moved"), repeat("skipped", pipeline::stage_count));
+    fs::rename(temp.path / "moved", dir);
+
     // --from pretrain: the stages before it are kept, it and every later one run.
     run(settings, dir, "pretrain");
     auto expected = repeat("skipped", 3);
     for (std::size_t i = 3; i < pipeline::stage_count; ++i) expected.push_back("ran");
     EXPECT_EQ(statuses(dir), expected);
 
-    // An interrupted pretraining (no final model, checkpoints left) resumes; what reads it runs again, the
+    // A re-run of pretraining interrupted after its first checkpoint: its partial directory holds the
+    // checkpoint, 04_pretrain still the last complete output. It resumes; what reads it runs again, the
     // instruction corpus (which does not) is kept.
-    fs::remove(dir / "04_pretrain" / "result.json");
-    fs::remove_all(dir / "04_pretrain" / "final");
-    fs::remove_all(dir / "04_pretrain" / "checkpoints" / "step_00000006");
+    const std::string weights = read(dir / "04_pretrain" / "final" / "model.safetensors");
+    fs::copy(dir / "04_pretrain", dir / "04_pretrain.partial", fs::copy_options::recursive);
+    fs::remove(dir / "04_pretrain.partial" / "result.json");
+    fs::remove_all(dir / "04_pretrain.partial" / "final");
+    fs::remove_all(dir / "04_pretrain.partial" / "checkpoints" / "step_00000006");
+    auto records = lumi::config::load<pipeline::StagesFile>(dir / "stages.json");
+    records.stages[3].complete = false;
+    lumi::config::save(records, dir / "stages.json");
     run(settings, dir);
     EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "resumed", "ran",
                                                        "skipped", "ran", "ran", "ran"}));
     EXPECT_TRUE(contains(read(dir / "logs" / "04_pretrain.log"), "resuming from"));
     EXPECT_EQ(lumi::config::read_json_file(dir / "04_pretrain" / "result.json").at("steps").to_number<int>(),
               6);
+    EXPECT_FALSE(fs::exists(dir / "04_pretrain.partial"));
+    EXPECT_EQ(read(dir / "04_pretrain" / "final" / "model.safetensors"), weights);  // resumed exactly
 
     // A changed setting re-runs its stage only (nothing reads the generations).
     run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir);
@@ -203,11 +217,21 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
         "tokenizer");
     EXPECT_EQ(statuses(dir)[1], "ran");
     EXPECT_EQ(statuses(dir)[0], "pending");
+
+    // A re-run that fails leaves the last complete output whole.
+    const std::string result = read(dir / "04_pretrain" / "result.json");
+    EXPECT_THROW(run(smoke_settings(temp.path / "inputs", {"pretrain.run.device=cuda"}), dir, {}, "pretrain"),
+                 lumi::Error);
+    EXPECT_EQ(statuses(dir)[3], "failed");
+    EXPECT_EQ(read(dir / "04_pretrain" / "result.json"), result);
+    EXPECT_EQ(read(dir / "04_pretrain" / "final" / "model.safetensors"), weights);
 }
 
 TEST(Pipeline, AFailingStageStopsThePipelineNamingTheStageAndItsLog) {
     TempDir temp;
     write_inputs(temp.path / "inputs");
+    run(smoke_settings(temp.path / "inputs"), temp.path / "run", {}, "corpus");
+    const std::string manifest = read(temp.path / "run" / "01_corpus" / "manifest.json");
     const auto settings =
         smoke_settings(temp.path / "inputs",
                        {"corpus.sources=[{\"paths\": [\"" + (temp.path / "missing.txt").string() + "\"]}]"});
@@ -225,6 +249,41 @@ TEST(Pipeline, AFailingStageStopsThePipelineNamingTheStageAndItsLog) {
     }
     EXPECT_EQ(statuses(temp.path / "run")[0], "failed");
     EXPECT_FALSE(fs::exists(temp.path / "run" / "02_tokenizer"));
+    EXPECT_EQ(read(temp.path / "run" / "01_corpus" / "manifest.json"), manifest);  // the good output stays
+}
+
+TEST(Pipeline, AnUnreadableStagesFileIsAnErrorNotAReasonToRedoEverything) {
+    TempDir temp;
+    write_inputs(temp.path / "inputs");
+    const fs::path dir = temp.path / "run";
+    write(dir / "01_corpus" / "manifest.json", "{}");
+    write(dir / "stages.json", "{\"stages\": [{\"name\": \"corpus\", \"complete\": tru");
+    try {
+        run(smoke_settings(temp.path / "inputs"), dir);
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& e) {
+        EXPECT_TRUE(contains(e.what(), (fs::absolute(dir) / "stages.json").string() + ":1:")) << e.what();
+        EXPECT_TRUE(contains(e.what(), "remove it to run every stage again")) << e.what();
+    }
+    EXPECT_EQ(read(dir / "01_corpus" / "manifest.json"), "{}");
+}
+
+TEST(Pipeline, FingerprintsDoNotDependOnWhereTheRunDirectoryIs) {
+    TempDir temp;
+    write_inputs(temp.path / "inputs");
+    // The corpus reads {sources}/fortunes.jsonl, a path inside the run directory.
+    const auto settings =
+        smoke_settings(temp.path / "inputs", {"corpus.sources=[{\"paths\": [\"{sources}/fortunes.jsonl\"]}]",
+                                              "fortunes.paths=[\"/usr/share/games/fortunes/computers\"]"});
+    auto fingerprint = [](const fs::path& run) {
+        return lumi::config::load<pipeline::StagesFile>(run / "stages.json").stages[0].fingerprint;
+    };
+    run(settings, temp.path / "a", {}, "corpus");
+    const std::string here = fingerprint(temp.path / "a");
+    fs::rename(temp.path / "a", temp.path / "b");
+    run(settings, temp.path / "b", {}, "corpus");
+    EXPECT_EQ(fingerprint(temp.path / "b"), here);
+    EXPECT_FALSE(here.empty());
 }
 
 TEST(Pipeline, TheShippedNanoSettingsEqualTheCompiledDefaults) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "../model/test_specs.hpp"
 #include "lumi/lora/lora.hpp"
@@ -207,6 +208,26 @@ TEST(Trainer, ResumeRefusesDifferentRunSettingsAndMissingCheckpoints) {
     EXPECT_THROW(empty.fit(train), lumi::Error);
 }
 
+TEST(Trainer, AFractionalNumberInTheResumedStateIsAnErrorNamingIt) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("fractional");
+    auto s = settings_for(out, 2);
+    SmallTrainer(Model(), s).fit(train);
+    const auto state_file = out / "checkpoints" / "step_00000002" / "trainer_state.json";
+    auto state = lumi::config::read_json_file(state_file).as_object();
+    state["seed"] = 4.2;  // found by fuzz/trainer_state_fuzz.cpp: once an uncaught boost::system_error
+    lumi::config::write_json_file(state, state_file);
+    s.run.resume = "latest";
+    try {
+        SmallTrainer(Model(), s).fit(train);
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& error) {
+        EXPECT_NE(std::string(error.what()).find("trainer_state.json: missing or not an integer: 'seed'"),
+                  std::string::npos)
+            << error.what();
+    }
+}
+
 TEST(Trainer, KeepsOnlyTheLastCheckpoints) {
     PatternDataset train(16, 9, spec.vocab_size);
     const auto out = fresh("keep");
@@ -241,6 +262,130 @@ TEST(Trainer, NonFiniteLossStopsWithTheLastGoodCheckpoint) {
         EXPECT_NE(message.find("step 3: the training loss is nan"), std::string::npos) << message;
         EXPECT_NE(message.find("step_00000002"), std::string::npos) << message;
     }
+}
+
+std::string read_text(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The "step" of every line of metrics.jsonl, in order.
+std::vector<std::int64_t> logged_steps(const fs::path& output) {
+    std::vector<std::int64_t> steps;
+    std::ifstream in(output / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);)
+        steps.push_back(boost::json::parse(line).at("step").to_number<std::int64_t>());
+    return steps;
+}
+
+std::vector<std::string> names_of(const std::vector<fs::path>& paths) {
+    std::vector<std::string> names;
+    for (const auto& p : paths) names.push_back(p.filename().string());
+    return names;
+}
+
+TEST(Trainer, ANewRunRefusesAnotherRunsCheckpointsUnlessTold) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("other_run");
+    auto s = settings_for(out, 4);
+    s.run.checkpoint_every = 1;
+    s.run.keep_checkpoints = 3;
+    SmallTrainer(Model(), s).fit(train);
+    const std::string metrics = read_text(out / "metrics.jsonl");
+    try {
+        SmallTrainer(Model(), s).fit(train);
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& error) {
+        const std::string message = error.what();
+        EXPECT_NE(message.find(out.string() + "/checkpoints already holds another run's checkpoints "
+                                              "(step_00000002, step_00000003, step_00000004)"),
+                  std::string::npos)
+            << message;
+        EXPECT_NE(message.find("--resume"), std::string::npos) << message;
+        EXPECT_NE(message.find("run.overwrite=true"), std::string::npos) << message;
+    }
+    EXPECT_EQ(read_text(out / "metrics.jsonl"), metrics);  // the refused start touched nothing
+    EXPECT_EQ(lumi::train::list_checkpoints(out).size(), 3u);
+
+    s.run.overwrite = true;
+    s.run.max_steps = 2;
+    SmallTrainer(Model(), s).fit(train);
+    EXPECT_EQ(names_of(lumi::train::list_checkpoints(out)),
+              (std::vector<std::string>{"step_00000001", "step_00000002"}));
+    EXPECT_EQ(logged_steps(out), (std::vector<std::int64_t>{1, 2}));
+}
+
+TEST(Trainer, AResumedRunDropsTheMetricsAfterItsCheckpointAndAFailedStartKeepsThem) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("metrics");
+    auto s = settings_for(out, 10);
+    s.run.checkpoint_every = 4;
+    s.run.keep_checkpoints = 10;
+    SmallTrainer(Model(), s).fit(train);
+    // As if killed after step 10 was logged but before any checkpoint after step 4 was written, in the
+    // middle of a line.
+    fs::remove_all(out / "checkpoints" / "step_00000008");
+    fs::remove_all(out / "checkpoints" / "step_00000010");
+    fs::remove_all(out / "final");
+    { std::ofstream(out / "metrics.jsonl", std::ios::app) << "{\"step\": 11, \"lo"; }
+
+    auto mismatched = s;
+    mismatched.run.resume = "latest";
+    mismatched.run.micro_batch = 2;
+    const std::string before = read_text(out / "metrics.jsonl");
+    EXPECT_THROW(SmallTrainer(Model(), mismatched).fit(train), lumi::Error);
+    EXPECT_EQ(read_text(out / "metrics.jsonl"), before);
+
+    s.run.resume = "latest";
+    const auto result = SmallTrainer(Model(), s).fit(train);
+    EXPECT_EQ(result.steps, 10);
+    EXPECT_EQ(logged_steps(out), (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+}
+
+TEST(Trainer, CheckpointsGoByTheStepInTheirStateAndATornNewestIsSkipped) {
+    PatternDataset train(16, 9, spec.vocab_size);
+    const auto out = fresh("torn");
+    auto s = settings_for(out, 6);
+    s.run.checkpoint_every = 1;
+    s.run.keep_checkpoints = 3;
+    SmallTrainer(Model(), s).fit(train);
+    const auto dir = out / "checkpoints";
+    // A nine-digit name (a run past 10^8 steps) sorts first by name, last by step.
+    fs::rename(dir / "step_00000006", dir / "step_000000006");
+    EXPECT_EQ(names_of(lumi::train::list_checkpoints(out)),
+              (std::vector<std::string>{"step_00000004", "step_00000005", "step_000000006"}));
+
+    // The newest torn (a truncated copy), the next one's state unreadable: step 4 is the newest whole one.
+    const std::string weights = read_text(dir / "step_000000006" / "model.safetensors");
+    lumi::write_file_atomic(dir / "step_000000006" / "model.safetensors",
+                            weights.substr(0, weights.size() / 2));
+    lumi::write_file_atomic(dir / "step_00000005" / "trainer_state.json", "{\"step\": 5, \"tok");
+    const auto scan = lumi::train::scan_checkpoints(out);
+    ASSERT_EQ(scan.good.size(), 1u);
+    EXPECT_EQ(scan.good[0].step, 4);
+    ASSERT_EQ(scan.torn.size(), 2u);
+    EXPECT_NE(scan.torn[0].second.find("step_000000006/model.safetensors"), std::string::npos)
+        << scan.torn[0].second;
+    EXPECT_NE(scan.torn[1].second.find("step_00000005/trainer_state.json:1:"), std::string::npos)
+        << scan.torn[1].second;
+
+    // A checkpoint killed while staged is cleared when the run starts again.
+    fs::create_directories(dir / ".step_00000007.4242.tmp");
+    s.run.resume = "latest";
+    SmallTrainer trainer(Model(), s);
+    std::vector<std::int64_t> steps;
+    trainer.add_callback([&](const auto& r) { steps.push_back(r.step); });
+    testing::internal::CaptureStderr();
+    const auto result = trainer.fit(train);
+    const std::string printed = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(result.steps, 6);
+    EXPECT_EQ(steps, (std::vector<std::int64_t>{5, 6}));
+    EXPECT_NE(printed.find("warning: skipping " + (dir / "step_000000006").string()), std::string::npos)
+        << printed;
+    EXPECT_NE(printed.find("resuming from " + (dir / "step_00000004").string() + " at step 4"),
+              std::string::npos)
+        << printed;
+    EXPECT_FALSE(fs::exists(dir / ".step_00000007.4242.tmp"));
 }
 
 TEST(Loader, BackgroundPrefetchGivesTheSameBatchesAndPositions) {

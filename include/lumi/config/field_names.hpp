@@ -28,12 +28,14 @@ consteval std::string_view pretty_function() {
 }
 
 // g++ prints `[with auto Probe = (& fake_object<Foo>.Foo::lr); ...]` for a field and
-// `[with auto Probe = Color::red; ...]` (or `(Color)7` for no enumerator): keep the last identifier.
+// `[with auto Probe = Color::red; ...]` (or `(Color)7` for no enumerator), clang `[Probe =
+// {&fake_object.lr}]` (a field, wrapped: see field_name) and `[Probe = Color::red]`: keep the last
+// identifier.
 consteval std::string_view probed_identifier(std::string_view pretty) {
     constexpr std::string_view marker = "Probe = ";
     std::string_view text = pretty.substr(pretty.find(marker) + marker.size());
     text = text.substr(0, text.find_first_of(";]"));
-    while (!text.empty() && text.back() == ')') text.remove_suffix(1);
+    while (!text.empty() && (text.back() == ')' || text.back() == '}')) text.remove_suffix(1);
     auto is_identifier_char = [](char c) {
         return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     };
@@ -80,10 +82,28 @@ consteval std::size_t field_count() {
     return 0;
 }
 
+#if defined(__clang__)
+namespace detail {
+// Clang (to 15 at least) takes a pointer to a subobject as a template argument only inside a class.
+template <class T>
+struct FieldPointer {
+    const T* pointer;
+};
+}  // namespace detail
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wundefined-var-template"
+template <class T, std::size_t I>
+consteval std::string_view field_name() {
+    using Field = std::remove_cvref_t<decltype(boost::pfr::get<I>(detail::fake_object<T>))>;
+    return name_of<detail::FieldPointer<Field>{&boost::pfr::get<I>(detail::fake_object<T>)}>();
+}
+#pragma clang diagnostic pop
+#else
 template <class T, std::size_t I>
 consteval std::string_view field_name() {
     return name_of<&boost::pfr::get<I>(detail::fake_object<T>)>();
 }
+#endif
 
 namespace detail {
 

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -531,6 +532,15 @@ class PackedDataset {
             throw lumi::Error(file + ": corrupted header (token width " + std::to_string(header.token_bytes) +
                               ", arrays " + std::to_string(header.arrays) + ", sequence length " +
                               std::to_string(header.sequence_length) + ")");
+        // Sizes that wrap around 2^64 could match a small file (found by fuzz/packed_shard_fuzz.cpp).
+        std::uint64_t payload = 0;
+        if (header.sequence_length > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
+            __builtin_mul_overflow(header.count, header.sequence_length, &payload) ||
+            __builtin_mul_overflow(payload, header.bytes_per_token(), &payload) ||
+            payload > std::uint64_t(std::numeric_limits<std::int64_t>::max()) - shard_header_bytes)
+            throw lumi::Error(file + ": corrupted header: " + std::to_string(header.count) +
+                              " sequences of " + std::to_string(header.sequence_length) +
+                              " tokens do not fit in a file");
         if (header.file_bytes() != bytes)
             throw lumi::Error(file + ": size mismatch: the header says " + std::to_string(header.count) +
                               " sequences of " + std::to_string(header.sequence_length) + " tokens (" +

@@ -331,7 +331,6 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& file) {
 // implementation does, so every tensor is aligned to its element size.
 inline void save_safetensors(const std::filesystem::path& file, const NamedTensors& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
-    namespace fs = std::filesystem;
     namespace json = boost::json;
     const std::string name = file.string();
 
@@ -375,33 +374,18 @@ inline void save_safetensors(const std::filesystem::path& file, const NamedTenso
     std::string text = json::serialize(header);
     text.append((8 - text.size() % 8) % 8, ' ');
 
-    std::error_code ignored;
-    if (file.has_parent_path()) fs::create_directories(file.parent_path(), ignored);
-    const fs::path temporary = lumi::detail::sibling_temporary(file);
-    try {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        if (!out) throw Error(name + ": cannot write the file: " + std::strerror(errno));
-        char prefix[8];
-        for (int i = 0; i < 8; ++i)
-            prefix[i] = static_cast<char>((std::uint64_t(text.size()) >> (8 * i)) & 0xff);
-        out.write(prefix, 8);
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
-        for (std::size_t i : order) {
-            // One tensor at a time is moved to the CPU, so a GPU model is never copied whole.
-            const auto t = tensors[i].second.detach().to(torch::kCPU).contiguous();
-            if (t.numel() > 0)
-                out.write(static_cast<const char*>(t.data_ptr()),
-                          static_cast<std::streamsize>(t.numel() * t.element_size()));
-        }
-        out.close();
-        if (!out) throw Error(name + ": cannot write the file: " + std::strerror(errno));
-        std::error_code error;
-        fs::rename(temporary, file, error);
-        if (error) throw Error(name + ": cannot write the file: " + error.message());
-    } catch (...) {
-        fs::remove(temporary, ignored);
-        throw;
+    lumi::AtomicFile out(file);  // synced and renamed into place: never half a file
+    char prefix[8];
+    for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((std::uint64_t(text.size()) >> (8 * i)) & 0xff);
+    out.write({prefix, 8});
+    out.write(text);
+    for (std::size_t i : order) {
+        // One tensor at a time is moved to the CPU, so a GPU model is never copied whole.
+        const auto t = tensors[i].second.detach().to(torch::kCPU).contiguous();
+        if (t.numel() > 0)
+            out.write({static_cast<const char*>(t.data_ptr()), std::size_t(t.numel()) * t.element_size()});
     }
+    out.commit();
 }
 
 }  // namespace lumi::io

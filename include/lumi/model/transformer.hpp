@@ -3,6 +3,7 @@
 #include <cmath>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include <lumi/model/block.hpp>
@@ -136,7 +137,8 @@ using Transformer = torch::nn::ModuleHolder<TransformerImpl<S, Adapt>>;
 template <ModelSpec S>
 std::string describe() {
     std::ostringstream os;
-    const auto params = parameter_count(S);
+    // Through integral_constant: clang 14 takes a consteval call on a template argument only there.
+    const auto params = std::integral_constant<std::int64_t, parameter_count(S)>::value;
     os << "layers " << S.n_layer << ", d_model " << S.d_model << ", heads " << S.n_head << " (kv "
        << S.n_kv_head << ", head dim " << S.head_dim() << "), SwiGLU " << S.ffn_hidden << ", vocab "
        << S.vocab_size << ", context " << S.context

@@ -17,10 +17,12 @@
 //
 // A stage is complete when its marker file exists (every stage writes its outputs atomically, so the
 // marker means the whole output) and stages.json records it complete with the same fingerprint: the
-// SHA-256 of its settings and of the fingerprints of the stages it reads. A complete stage is skipped; a
-// changed one runs again, and so does every stage that reads it. A trainer stage that was interrupted
-// resumes from its newest checkpoint, unless its inputs were just remade. `from` re-runs a stage and every
-// later one; `only` one stage.
+// SHA-256 of its settings (paths inside the run directory taken relative to it, so a moved run directory
+// stays complete) and of the fingerprints of the stages it reads. A complete stage is skipped; a changed
+// one runs again, and so does every stage that reads it. A stage's output is replaced only by a whole new
+// one: the data stages stage theirs, and a trainer stage trains in `<NN_stage>.partial/`, which becomes
+// `<NN_stage>` when it completes. An interrupted trainer stage resumes from its newest checkpoint there,
+// unless its inputs were just remade. `from` re-runs a stage and every later one; `only` one stage.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -615,6 +617,8 @@ class Pipeline {
     }
 
     PipelineResult run() {
+        remove_leftovers(run_);  // staged outputs of an interrupted invocation; an interrupted swap undone
+        for (const auto& stage : stages) remove_leftovers(dir(stage.stage));
         fs::create_directories(run_ / "logs");
         fs::create_directories(run_ / "configs");
         config::save(settings_, run_ / "pipeline.json");
@@ -645,14 +649,15 @@ class Pipeline {
             ran |= bit(stage.stage);
         }
         const fs::path report = run_ / "report.md";
-        write_report(run_, ModelInfo{.preset = options_.preset,
-                                     .description = model::describe<S>(),
-                                     .parameters = parameter_count(S),
-                                     .lora_parameters = lora::parameter_count(S, L),
-                                     .lora_rank = L.rank,
-                                     .lora_alpha = L.alpha,
-                                     .command = command_line(),
-                                     .working_directory = fs::current_path().string()});
+        write_report(run_,
+                     ModelInfo{.preset = options_.preset,
+                               .description = model::describe<S>(),
+                               .parameters = std::integral_constant<std::int64_t, parameter_count(S)>::value,
+                               .lora_parameters = lora::parameter_count(S, L),
+                               .lora_rank = L.rank,
+                               .lora_alpha = L.alpha,
+                               .command = command_line(),
+                               .working_directory = fs::current_path().string()});
         std::fprintf(options_.terminal, "report %s\n", report.string().c_str());
         std::fflush(options_.terminal);
         return {run_, report, records_};
@@ -660,6 +665,11 @@ class Pipeline {
 
   private:
     fs::path dir(Stage s) const { return run_ / std::string(info(s).directory); }
+    static bool is_trainer(Stage s) { return s == Stage::pretrain || s == Stage::sft; }
+    // Where a trainer stage writes until it completes: the last complete output stays whole meanwhile.
+    fs::path work(Stage s) const {
+        return is_trainer(s) ? run_ / (std::string(info(s).directory) + ".partial") : dir(s);
+    }
     fs::path log_of(Stage s) const { return run_ / "logs" / (std::string(info(s).directory) + ".log"); }
     fs::path config_of(Stage s) const {
         return run_ / "configs" / (std::string(info(s).directory) + ".json");
@@ -684,12 +694,16 @@ class Pipeline {
         records_.assign(stage_count, {});
         const fs::path file = run_ / "stages.json";
         if (fs::exists(file)) {
+            // Unreadable records are not a reason to redo (and so replace) every stage's output.
             try {
                 const auto saved = config::from_json<StagesFile>(config::read_json_file(file), file.string());
                 for (const auto& r : saved.stages)
                     if (const auto s = find_stage(r.name)) records_[static_cast<std::size_t>(*s)] = r;
-            } catch (const lumi::Error&) {
-                // Unreadable records only cost a re-run: every stage then counts as incomplete.
+            } catch (const lumi::Error& e) {
+                throw lumi::Error(
+                    std::string(e.what()) +
+                    " (the record of which stages are complete; restore it, or remove it to run "
+                    "every stage again)");
             }
         }
         for (const auto& stage : stages) {
@@ -790,6 +804,13 @@ class Pipeline {
                 break;
         }
         std::string text = boost::json::serialize(section);
+        // The run directory's own path is not part of any stage's identity.
+        const std::string quoted = boost::json::serialize(boost::json::string(run_.string()));
+        const std::string run_path = quoted.substr(1, quoted.size() - 2);
+        for (std::size_t at = 0; (at = text.find(run_path, at)) != std::string::npos;) {
+            text.replace(at, run_path.size(), "{run}");
+            at += 5;
+        }
         for (const auto& stage : stages)
             if (info(s).reads & bit(stage.stage))
                 text += fingerprint_cache_[static_cast<std::size_t>(stage.stage)];
@@ -798,14 +819,11 @@ class Pipeline {
     }
 
     void run_stage(const StageInfo& stage, StageRecord& record, const std::string& fingerprint, bool fresh) {
-        const bool trainer = stage.stage == Stage::pretrain || stage.stage == Stage::sft;
+        const bool trainer = is_trainer(stage.stage);
         const bool resume = trainer && !fresh && record.fingerprint == fingerprint &&
-                            !train::list_checkpoints(dir(stage.stage)).empty() &&
-                            !fs::exists(dir(stage.stage) / stage.marker);
-        if (!resume) {
-            std::error_code ignored;
-            fs::remove_all(dir(stage.stage), ignored);
-        }
+                            !train::list_checkpoints(work(stage.stage)).empty();
+        // An unfinished run of other settings (or inputs): nothing in it is a stage's good output.
+        if (trainer && !resume) remove_directory(work(stage.stage));
         record.status = resume ? "resumed" : "ran";
         record.complete = false;
         record.fingerprint = fingerprint;
@@ -842,6 +860,13 @@ class Pipeline {
             say(stage, "FAILED after " + detail::duration(record.seconds));
             throw lumi::Error("stage " + std::string(stage.name) + " failed: " + failure +
                               " (log: " + log_of(stage.stage).string() + ")");
+        }
+        if (trainer) {
+            // The old output goes first, then the finished one takes its name: killed in between, the next
+            // run finds the finished one still in .partial and resumes it (at its last step) to move it
+            // again.
+            remove_directory(dir(stage.stage));
+            replace_directory(work(stage.stage), dir(stage.stage));
         }
         record.complete = true;
         record.summary = summary;
@@ -966,12 +991,13 @@ class Pipeline {
         s.data.tokenizer = dir(Stage::tokenizer).string();
         s.run.output = dir(Stage::pretrain).string();
         record_config(Stage::pretrain, s, binary("pretrain"));
+        s.run.output = work(Stage::pretrain).string();
         if (resume) s.run.resume = "latest";
         const auto fit = train::pretrain<S>(s);
         if (fit.interrupted)
             throw lumi::Error("interrupted at step " + std::to_string(fit.steps) +
                               "; run the pipeline again to resume from " + fit.checkpoint.string());
-        write_fit(dir(Stage::pretrain) / "result.json", fit);
+        write_fit(work(Stage::pretrain) / "result.json", fit);
         return fit_summary(fit);
     }
 
@@ -1008,6 +1034,7 @@ class Pipeline {
         s.data.tokenizer = dir(Stage::tokenizer).string();
         s.run.output = dir(Stage::sft).string();
         record_config(Stage::sft, s, binary("train_sft"));
+        s.run.output = work(Stage::sft).string();
         if (resume) s.run.resume = "latest";
         const auto result = s.method == train::FinetuneMethod::lora ? train::finetune<S, Lora<L>>(s)
                                                                     : train::finetune<S, Dense>(s);
@@ -1016,11 +1043,11 @@ class Pipeline {
                               "; run the pipeline again to resume from " + result.fit.checkpoint.string());
         if (s.method == train::FinetuneMethod::full) {
             // Full fine-tuning leaves its model in final/; later stages read merged/ either way.
-            StagedDirectory merged(dir(Stage::sft) / "merged");
-            fs::copy(dir(Stage::sft) / "final", merged.path(), fs::copy_options::recursive);
+            StagedDirectory merged(work(Stage::sft) / "merged");
+            fs::copy(work(Stage::sft) / "final", merged.path(), fs::copy_options::recursive);
             merged.commit();
         }
-        write_fit(dir(Stage::sft) / "result.json", result.fit);
+        write_fit(work(Stage::sft) / "result.json", result.fit);
         return fit_summary(result.fit);
     }
 

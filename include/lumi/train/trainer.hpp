@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -21,7 +20,11 @@
 #include "lumi/io/model_io.hpp"
 #include "lumi/io/safetensors.hpp"
 #include "lumi/model/transformer.hpp"
+<<<<<<< HEAD
 #include "lumi/train/efficiency.hpp"
+=======
+#include "lumi/train/checkpoints.hpp"
+>>>>>>> rel-durable
 #include "lumi/train/loader.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
@@ -34,6 +37,7 @@ namespace lumi::train {
 struct RunSettings {
     std::string output = "runs/pretrain";  // checkpoints/, final/, metrics.jsonl, config.json
     std::string resume;                    // "", "latest" (the newest checkpoint in output) or a directory
+    bool overwrite = false;                // a new run may replace another run's checkpoints in output
     std::string device = "auto";           // auto (CUDA when available), cpu, cuda, cuda:N
     std::int64_t threads = 0;              // LibTorch intra-op threads; 0 keeps LibTorch's choice
     std::uint64_t seed = 42;               // data order
@@ -125,20 +129,6 @@ inline model::Context context_of(const Batch& batch) {
     return {.start = 0, .mask = model::segment_mask(batch.segments.narrow(1, 0, batch.segments.size(1) - 1))};
 }
 
-// Checkpoint directories are named step_NNNNNNNN; the newest complete one wins.
-inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& output) {
-    std::vector<std::filesystem::path> found;
-    const auto dir = output / "checkpoints";
-    if (!std::filesystem::is_directory(dir)) return found;
-    static const std::regex pattern("step_[0-9]{8}");
-    for (const auto& entry : std::filesystem::directory_iterator(dir))
-        if (entry.is_directory() && std::regex_match(entry.path().filename().string(), pattern) &&
-            std::filesystem::exists(entry.path() / "trainer_state.json"))
-            found.push_back(entry.path());
-    std::sort(found.begin(), found.end());
-    return found;
-}
-
 // Trains `Model` (a lumi::Transformer holder) with policy types, as ensmallen composes optimizers:
 //   Trainer<Transformer<presets::nano>, AdamW, CosineWarmup, MixedPrecision>
 // Started as several processes (WORLD_SIZE > 1, see docs/distributed.md) it trains data-parallel: each rank
@@ -227,15 +217,20 @@ class Trainer {
 
         std::int64_t step = 0, tokens = 0;
         DataPosition position;
-        if (!run.resume.empty()) {
-            const fs::path from = resume_directory();
+        if (chief) {  // what an interrupted write left: a staged checkpoint, a swapped-out final model
+            remove_leftovers(output);
+            remove_leftovers(output / "checkpoints");
+        }
+        const bool resuming = !run.resume.empty();
+        if (resuming) {
+            const fs::path from = resume_directory(chief);
             restore(from, optimizer, step, tokens, position);
             if (chief)
                 std::fprintf(stderr, "resuming from %s at step %lld\n", from.string().c_str(),
                              (long long)step);
+        } else {
+            refuse_other_runs();
         }
-        if (chief) config::save(settings_, output / "config.json");
-        MetricsLog metrics = chief ? MetricsLog(output / "metrics.jsonl", /*append=*/step > 0) : MetricsLog();
         std::optional<distributed::GradientReducer> reducer;
         if (group_->distributed()) {
             std::vector<torch::Tensor> parameters;
@@ -244,6 +239,16 @@ class Trainer {
             reducer.emplace(*group_, std::move(parameters));  // only those that require gradients
         }
         Loader<Dataset> loader(train, run.micro_batch, position, device_, group_->rank(), group_->size());
+        // Only now, with the start checked, is anything of an earlier run changed.
+        MetricsLog metrics;
+        if (chief) {
+            if (!resuming && run.overwrite) {
+                remove_directory(output / "checkpoints");
+                remove_directory(output / "final");
+            }
+            config::save(settings_, output / "config.json");
+            metrics = MetricsLog(output / "metrics.jsonl", resuming ? step : std::optional<std::int64_t>());
+        }
         StopSignals signals;
         Progress progress("train", total, run.log_every);
         FitResult result;
@@ -406,19 +411,50 @@ class Trainer {
         }
     }
 
-    std::filesystem::path resume_directory() const {
+    // The checkpoint to resume from: run.resume, or for "latest" the whole checkpoint of the highest step
+    // (torn newer ones are skipped with a warning).
+    std::filesystem::path resume_directory(bool chief) const {
         const auto& run = settings_.run;
         if (run.resume != "latest") {
             if (!std::filesystem::exists(std::filesystem::path(run.resume) / "trainer_state.json"))
                 throw lumi::Error("run.resume: " + run.resume +
                                   " is not a checkpoint (no trainer_state.json)");
+            try {
+                checkpoint_step(run.resume);
+            } catch (const lumi::Error& e) {
+                throw lumi::Error("run.resume: " + run.resume + " is not a whole checkpoint: " + e.what());
+            }
             return run.resume;
         }
-        const auto found = list_checkpoints(run.output);
-        if (found.empty())
+        const auto scan = scan_checkpoints(run.output);
+        if (scan.good.empty()) {
+            std::string why;
+            for (const auto& [dir, problem] : scan.torn) why += "; " + problem;
             throw lumi::Error("run.resume is 'latest' but " + run.output +
-                              "/checkpoints holds no checkpoint");
-        return found.back();
+                              "/checkpoints holds no whole checkpoint" + why);
+        }
+        const Checkpoint& newest = scan.good.back();
+        if (chief)
+            for (const auto& [dir, problem] : scan.torn)
+                std::fprintf(stderr, "warning: skipping %s, not a whole checkpoint (%s); resuming from %s\n",
+                             dir.string().c_str(), problem.c_str(), newest.directory.string().c_str());
+        return newest.directory;
+    }
+
+    // A new run must not mix its checkpoints with another run's, nor make `latest` resume the other run.
+    void refuse_other_runs() const {
+        const auto& run = settings_.run;
+        if (run.overwrite) return;
+        const auto scan = scan_checkpoints(run.output);
+        std::vector<std::string> names;
+        for (const auto& c : scan.good) names.push_back(c.directory.filename().string());
+        for (const auto& [dir, problem] : scan.torn) names.push_back(dir.filename().string());
+        if (names.empty()) return;
+        std::sort(names.begin(), names.end());
+        throw lumi::Error(run.output + "/checkpoints already holds another run's checkpoints (" +
+                          io::detail::name_list(names) +
+                          "): continue it with --resume (run.resume=latest), write elsewhere (run.output) or "
+                          "replace it with run.overwrite=true");
     }
 
     std::filesystem::path save_checkpoint(const std::filesystem::path& output, const Optimizer& optimizer,
@@ -453,11 +489,10 @@ class Trainer {
             {"torch", std::to_string(torch_version_major) + "." + std::to_string(torch_version_minor)}};
         config::write_json_file(state, staged.path() / "trainer_state.json");
         staged.commit();
-        auto kept = list_checkpoints(output);
-        while (std::int64_t(kept.size()) > run.keep_checkpoints) {
-            std::filesystem::remove_all(kept.front());
-            kept.erase(kept.begin());
-        }
+        auto kept = list_checkpoints(output);  // by step; the one just written stays whatever its rank
+        std::erase(kept, target);
+        const std::int64_t surplus = std::int64_t(kept.size()) + 1 - run.keep_checkpoints;
+        for (std::int64_t i = 0; i < surplus; ++i) remove_directory(kept[std::size_t(i)]);
     }
 
     void restore(const std::filesystem::path& dir, Optimizer& optimizer, std::int64_t& step,
@@ -466,9 +501,12 @@ class Trainer {
         const auto state = config::read_json_file(file).as_object();
         const auto& run = settings_.run;
         auto number = [&](const boost::json::object& o, const char* key) {
-            if (!o.contains(key) || !o.at(key).is_number())
-                throw lumi::Error(file.string() + ": missing or non-numeric '" + key + "'");
-            return o.at(key).to_number<std::int64_t>();
+            // An integer that fits, not any number: to_number throws a non-lumi error for 4.2 or 1e30
+            // (found by fuzz/trainer_state_fuzz.cpp).
+            const boost::json::value* value = o.if_contains(key);
+            if (!value || !(value->is_int64() || (value->is_uint64() && value->get_uint64() <= INT64_MAX)))
+                throw lumi::Error(file.string() + ": missing or not an integer: '" + key + "'");
+            return value->to_number<std::int64_t>();
         };
         std::vector<std::string> differences;
         auto same = [&](const char* key, std::int64_t now) {

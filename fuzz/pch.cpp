@@ -1,0 +1,1 @@
+// Builds the fuzz targets' precompiled header.

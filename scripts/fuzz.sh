@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds lumi's libFuzzer targets (fuzz/, one per parser of untrusted bytes) with clang, AddressSanitizer and
+# UndefinedBehaviorSanitizer, and runs each for a bounded time from its seed corpus (fuzz/corpus/<target>/), as
+# many at once as there are cores. Fails, printing the report, on any crash, sanitizer report, uncaught
+# exception, timeout or out-of-memory; the input that caused it is kept in build-fuzz/artifacts/.
+#   scripts/fuzz.sh                       every target, 30 s each
+#   scripts/fuzz.sh 600 safetensors       one target for 10 minutes
+# The targets build against PyPI's torch 2.x (scripts/setup.sh --torch2; LUMI_TORCH2_VENV to use another):
+# Debian's LibTorch 1.13 headers do not compile with clang in C++20.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+seconds=${1:-30}
+[ $# -gt 0 ] && shift
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors packed_shard settings corpus_lines instructions hf_config trainer_state)
+build=build-fuzz
+clang=$(command -v clang++-14 || command -v clang++) || { echo "fuzz.sh: clang++ not found (scripts/setup.sh)" >&2; exit 1; }
+
+start=$(date +%s)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -gline-tables-only" \
+  -DCMAKE_CXX_COMPILER="$clang" "-DLUMI_TORCH2_VENV=${LUMI_TORCH2_VENV:-$root/.venv-torch2}" -DLUMI_FUZZ=ON \
+  -DLUMI_BUILD_TESTS=OFF -DLUMI_BUILD_EXAMPLES=OFF -DLUMI_BUILD_BENCHMARKS=OFF -DLUMI_INSTALL=OFF \
+  >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/lumi_fuzz_}"
+echo "=== fuzz: built in $(( $(date +%s) - start )) s; ${#targets[@]} targets, $seconds s each"
+
+# As in scripts/sanitize.sh, LibTorch needs nothing turned off; every finding is fatal.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export OMP_NUM_THREADS=1
+mkdir -p "$build/artifacts" "$build/logs"
+# The targets write each input to a file: on tmpfs when there is one, removed afterwards.
+scratch=$([ -w /dev/shm ] && echo /dev/shm || echo "$root/$build")/lumi_fuzz_$$
+trap 'rm -rf "$scratch"' EXIT
+run() {
+  local target=$1 corpus="$build/corpus/$1"
+  mkdir -p "$corpus" "$scratch/$target"
+  # A run that does not end (a hang outside any one input) is killed well after its time.
+  if TMPDIR="$scratch/$target" timeout -s KILL $((seconds + 300)) "$build/fuzz/lumi_fuzz_$target" \
+       -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+       -artifact_prefix="$build/artifacts/$target-" "$corpus" "fuzz/corpus/$target" \
+       >"$build/logs/$target.log" 2>&1; then
+    echo "fuzz $target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$build/logs/$target.log" | tail -1)"
+  else
+    echo "=== fuzz $target FAILED (log $build/logs/$target.log):"
+    grep -v '^#[0-9]' "$build/logs/$target.log" | tail -60
+    return 1
+  fi
+}
+failed=0
+pids=()
+for target in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do sleep 1; done
+  run "$target" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || { echo "=== fuzz: FAILED (reproduce: $build/fuzz/lumi_fuzz_<target> $build/artifacts/<file>)"; exit 1; }
+echo "=== fuzz: every target ran clean, $(( $(date +%s) - start )) s in all"
