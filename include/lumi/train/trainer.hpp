@@ -20,11 +20,8 @@
 #include "lumi/io/model_io.hpp"
 #include "lumi/io/safetensors.hpp"
 #include "lumi/model/transformer.hpp"
-<<<<<<< HEAD
-#include "lumi/train/efficiency.hpp"
-=======
 #include "lumi/train/checkpoints.hpp"
->>>>>>> rel-durable
+#include "lumi/train/efficiency.hpp"
 #include "lumi/train/loader.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
