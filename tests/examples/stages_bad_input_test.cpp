@@ -245,6 +245,8 @@ std::string error_line(const std::string& err) {
     if (o.status != 2) return failure() << "expected exit status 2";
     const std::string line = error_line(o.err);
     if (line.empty()) return failure() << "no `error: ` line";
+    if (o.err.find("Exception raised from") != std::string::npos)
+        return failure() << "a C++ backtrace was printed";
     for (const auto& part : parts)
         if (line.find(part) == std::string::npos)
             return failure() << "the error line does not contain \"" << part << "\"";
@@ -817,6 +819,11 @@ TEST_F(BadInputModelStages, SmokePromptsOfTheWrongTypeAreNamed) {
 TEST_F(BadInputModelStages, APromptFileThatIsADirectoryIsNamed) {
     EXPECT_TRUE(refused(generate({"--set", "prompt_file=" + dir.string()}),
                         {dir.string() + ": is a directory, expected a file"}));
+}
+
+TEST_F(BadInputModelStages, ALibTorchErrorIsOneLineWithoutItsBacktrace) {
+    // torch::Device("abacus") throws c10::Error, whose what() carries a backtrace.
+    EXPECT_TRUE(refused(evaluate({"--set", "device=abacus"}), {"error: ", "abacus"}));
 }
 
 TEST_F(BadInputModelStages, NoPromptsIsAnError) {
