@@ -74,9 +74,8 @@ int main(int argc, char** argv) {
     lumi::stage::Cli cli(app, "EvaluateSettings");
     std::vector<std::string> compare;
     app.add_option("--compare", compare, "print two results.json side by side and exit")->expected(2);
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<EvaluateSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<EvaluateSettings>()) return 0;
         if (!compare.empty()) {
             std::cout << lumi::eval::compare(std::filesystem::path(compare[0]),
                                              std::filesystem::path(compare[1]));
@@ -84,10 +83,9 @@ int main(int argc, char** argv) {
         }
         const auto settings = cli.load<EvaluateSettings>();
         if (cli.printed(settings)) return 0;
-        lumi::config::save(settings, std::filesystem::path(settings.output) / "evaluate.json");
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         lumi::Transformer<spec> model;
-        lumi::io::load_model(model, settings.checkpoint);
+        lumi::io::load_model_for(model, settings.checkpoint, tokenizer, settings.tokenizer);
         const auto device = lumi::train::resolve_device(settings.device);
         model->to(device);
         model->eval();
@@ -127,10 +125,10 @@ int main(int argc, char** argv) {
             results.add(lumi::eval::metrics(r));
             results.details["smoke"] = lumi::eval::details(r);
         }
+        // Written once the evaluation succeeded: a failed run leaves an earlier output as it was.
+        lumi::config::save(settings, std::filesystem::path(settings.output) / "evaluate.json");
         lumi::eval::write_results(results, std::filesystem::path(settings.output) / "results.json");
         std::cout << lumi::eval::format_table(results) << "results " << settings.output << "/results.json\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

@@ -47,14 +47,12 @@ int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{std::string("Generate text with a '") + preset_name + "' checkpoint"};
     lumi::stage::Cli cli(app, "GenerateSettings");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<GenerateSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<GenerateSettings>()) return 0;
         auto settings = cli.load<GenerateSettings>();
         if (cli.printed(settings)) return 0;
         if (!settings.prompt_file.empty()) {
-            std::ifstream in(settings.prompt_file);
-            if (!in) throw lumi::Error(settings.prompt_file + ": cannot open the prompt file");
+            std::ifstream in = lumi::open_file(settings.prompt_file);
             for (std::string line; std::getline(in, line);)
                 if (!line.empty()) settings.prompts.push_back(line);
         }
@@ -67,7 +65,7 @@ int main(int argc, char** argv) {
 
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         lumi::Transformer<spec> model;
-        lumi::io::load_model(model, settings.checkpoint);
+        lumi::io::load_model_for(model, settings.checkpoint, tokenizer, settings.tokenizer);
         const auto device = lumi::train::resolve_device(settings.device);
         model->to(device);
         if (settings.dtype == lumi::train::Dtype::bfloat16) model->to(torch::kBFloat16);
@@ -101,8 +99,6 @@ int main(int argc, char** argv) {
             jsonl->commit();
             std::cout << "wrote " << settings.output << "\n";
         }
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

@@ -11,6 +11,8 @@
 #include <lumi/lumi.hpp>
 #include <lumi/presets.hpp>
 
+#include "stage_cli.hpp"
+
 namespace {
 
 enum class DType { float32, bfloat16 };
@@ -57,12 +59,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> sets;
     app.add_option("--config", config, "JSON settings file");
     app.add_option("--set", sets, "override a setting: key=value (repeatable)");
-    CLI11_PARSE(app, argc, argv);
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
         const auto settings = lumi::config::load<Settings>(config, sets);
         lumi::presets::visit(settings.preset, [&]<lumi::ModelSpec S>() { run<S>(settings); });
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

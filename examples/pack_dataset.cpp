@@ -35,9 +35,8 @@ int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Pack a tokenised corpus into fixed-length sequences (train/val binary shards)"};
     lumi::stage::Cli cli(app, "lumi::data::PackSettings");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<lumi::data::PackSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<lumi::data::PackSettings>()) return 0;
         const auto settings = cli.load<lumi::data::PackSettings>();
         if (cli.printed(settings)) return 0;
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
@@ -63,8 +62,6 @@ int main(int argc, char** argv) {
                   << std::setprecision(0) << double(tokens) / report.seconds << " tokens/s, "
                   << std::setprecision(2) << report.seconds << " s; written to " << settings.output.string()
                   << "\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

@@ -35,9 +35,8 @@ int main(int argc, char** argv) {
     app.add_option("--from", from, "re-run this stage and every later one");
     app.add_option("--only", only, "run this stage alone");
     app.add_flag("--list", list, "print the stages and exit");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<pipeline::PipelineSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<pipeline::PipelineSettings>()) return 0;
         if (list) {
             for (const auto& s : pipeline::stages)
                 std::cout << s.directory << "  " << s.name << ": " << s.description << "\n";
@@ -54,8 +53,6 @@ int main(int argc, char** argv) {
                        .binary = std::string("lumi_pipeline_") + preset_name,
                        .arguments = std::vector<std::string>(argv + 1, argv + argc)});
         std::cout << "done: " << result.report.string() << "\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

@@ -21,17 +21,14 @@
 int main(int argc, char** argv) {
     CLI::App app{"Prepare a cleaned, deduplicated, budgeted text corpus as JSON Lines shards"};
     lumi::stage::Cli cli(app, "lumi::CorpusSettings");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<lumi::CorpusSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<lumi::CorpusSettings>()) return 0;
         const auto settings = cli.load<lumi::CorpusSettings>();
         if (cli.printed(settings)) return 0;
         // The effective settings land next to the shards, as corpus_config.json, inside the same atomic
         // commit.
         const lumi::CorpusReport report = lumi::prepare_corpus(settings, &std::cout);
         std::cout << lumi::data::summary(report);
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

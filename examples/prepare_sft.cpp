@@ -33,9 +33,8 @@ int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Prepare a packed instruction-tuning set with loss masks"};
     lumi::stage::Cli cli(app, "lumi::data::SftSettings");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<lumi::data::SftSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<lumi::data::SftSettings>()) return 0;
         const auto settings = cli.load<lumi::data::SftSettings>();
         if (cli.printed(settings)) return 0;
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
@@ -58,8 +57,6 @@ int main(int argc, char** argv) {
                   << std::setprecision(1) << report.megabytes_per_second() << " MB/s of text, "
                   << std::setprecision(2) << report.seconds << " s; written to " << settings.output.string()
                   << "\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

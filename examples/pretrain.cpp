@@ -27,9 +27,8 @@ int main(int argc, char** argv) {
     lumi::stage::Cli cli(app, "lumi::train::PretrainSettings<>");
     bool resume = false;
     app.add_flag("--resume", resume, "continue from the newest checkpoint in run.output");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<Settings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<Settings>()) return 0;
         auto settings = cli.load<Settings>();
         if (resume) settings.run.resume = "latest";
         cli.check_preset(settings.preset, preset_name, "pretrain");
@@ -41,8 +40,6 @@ int main(int argc, char** argv) {
             std::cout << ", validation loss " << result.val_loss << " (perplexity "
                       << std::exp(result.val_loss) << ")";
         std::cout << "\ncheckpoint " << result.checkpoint.string() << "\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return lumi::train::exit_status(result.signal);
+    });
 }

@@ -1,6 +1,13 @@
 #pragma once
-// The command line every stage binary shares: --config, --set, --print-config and --describe.
+// The command line every stage binary shares: --config, --set, --print-config and --describe, and the one way
+// a stage ends: lumi::stage::main turns every exception into one `error: ...` line and a non-zero status.
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <exception>
 #include <iostream>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,5 +80,68 @@ struct Cli {
         return print_config;
     }
 };
+
+namespace detail {
+
+// c10::Error's what() carries a C++ backtrace after the message: the message is what a user needs.
+inline std::string message_of(const std::exception& error) {
+    std::string text = error.what();
+    if (const auto at = text.find("\nException raised from"); at != std::string::npos) text.resize(at);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    return text.empty() ? "unknown error" : text;
+}
+
+// Prints `error: ...` for the exception being handled and returns the stage's exit status.
+inline int report_current_exception() {
+    try {
+        throw;
+    } catch (const Interrupted& e) {
+        std::cerr << "stopped: " << e.what() << "\n";
+        return 128 + e.signal;
+    } catch (const std::bad_alloc&) {
+        std::cerr << "error: out of memory\n";
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << message_of(e) << "\n";
+    } catch (...) {
+        std::cerr << "error: an unknown exception\n";
+    }
+    return 2;
+}
+
+// An exception that escapes where it cannot be caught (a thread, a destructor) ends the stage with the same
+// one line and status, not an abort.
+[[noreturn]] inline void on_terminate() {
+    int status = 2;
+    if (std::current_exception())
+        status = report_current_exception();
+    else
+        std::cerr << "error: terminated\n";
+    std::cerr.flush();
+    std::fflush(nullptr);
+    ::_exit(status);
+}
+
+}  // namespace detail
+
+// A stage binary's main: parses the command line into `app`, then runs `body` (which returns the exit
+// status). Any exception (lumi::Error, c10::Error, std::bad_alloc, a command-line error) becomes one `error:
+// ...` line on stderr and status 2; a run a signal stopped (lumi::Interrupted) exits 128 + signal: 130 for
+// SIGINT, 143 for SIGTERM.
+template <class Body>
+int main(CLI::App& app, int argc, char** argv, Body&& body) {
+    std::set_terminate(detail::on_terminate);
+    try {
+        try {
+            app.parse(argc, argv);
+        } catch (const CLI::ParseError& e) {
+            if (e.get_exit_code() == 0) return app.exit(e);  // --help
+            std::cerr << "error: " << e.what() << " (run with --help for the options)\n";
+            return 2;
+        }
+        return body();
+    } catch (...) {
+        return detail::report_current_exception();
+    }
+}
 
 }  // namespace lumi::stage

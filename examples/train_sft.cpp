@@ -28,9 +28,8 @@ int main(int argc, char** argv) {
     lumi::stage::Cli cli(app, "lumi::train::FinetuneSettings<>");
     bool resume = false;
     app.add_flag("--resume", resume, "continue from the newest checkpoint in run.output");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<Settings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<Settings>()) return 0;
         auto settings = cli.load<Settings>();
         if (resume) settings.run.resume = "latest";
         cli.check_preset(settings.preset, preset_name, "train_sft");
@@ -44,8 +43,6 @@ int main(int argc, char** argv) {
         std::cout << "\n";
         if (!result.adapter.empty()) std::cout << "adapter " << result.adapter.string() << "\n";
         if (!result.merged.empty()) std::cout << "merged model " << result.merged.string() << "\n";
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return lumi::train::exit_status(result.fit.signal);
+    });
 }

@@ -59,16 +59,13 @@ int main(int argc, char** argv) {
     lumi::prefer_passive_openmp(argv);
     CLI::App app{"Train a SentencePiece tokenizer (unigram or BPE) for lumi and transformers"};
     lumi::stage::Cli cli(app, "lumi::tokenizer::TrainerSettings");
-    CLI11_PARSE(app, argc, argv);
-    if (cli.described<lumi::tokenizer::TrainerSettings>()) return 0;
-    try {
+    return lumi::stage::main(app, argc, argv, [&] {
+        if (cli.described<lumi::tokenizer::TrainerSettings>()) return 0;
         const auto settings = cli.load<lumi::tokenizer::TrainerSettings>();
         if (cli.printed(settings)) return 0;
         const auto report = lumi::tokenizer::train_tokenizer(settings);
         lumi::config::save(settings, report.directory / "train_tokenizer.json");
         print_summary(settings, report, lumi::Tokenizer::load(report.directory, report.sha256));
-    } catch (const lumi::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    }
+        return 0;
+    });
 }

@@ -56,6 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fs::remove_all(output);
     auto s = settings(output);
     s.run.resume = from.string();
+    s.run.allow_changed_settings = true;  // the checkpoint ran one step, this run two
     try {
         Trainer(Model(), s).fit(Sequences());
     } catch (const lumi::Error&) {

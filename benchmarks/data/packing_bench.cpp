@@ -116,6 +116,33 @@ void shard_checksum(benchmark::State& state) {
 }
 BENCHMARK(shard_checksum)->Unit(benchmark::kMillisecond);
 
+// The token-id bound check every PackedDataset runs at open: one pass over the ids (16 Mi 2-byte ids).
+void token_id_check(benchmark::State& state) {
+    std::vector<std::uint16_t> ids(16u << 20);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::uint16_t>((i * 2654435761u) % 4096);
+    const auto* bytes = reinterpret_cast<const unsigned char*>(ids.data());
+    for (auto _ : state) benchmark::DoNotOptimize(data::max_token_id<std::uint16_t>(bytes, ids.size()));
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * ids.size()));
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * ids.size() * 2));
+}
+BENCHMARK(token_id_check)->Unit(benchmark::kMillisecond);
+
+// Opening the packed benchmark dataset: headers, then the token-id check over every shard.
+void packed_dataset_open(benchmark::State& state) {
+    static const fs::path packed = [] {
+        const auto settings = pack_settings(2);
+        data::pack_dataset(settings, byte_encode, byte_tokenizer);
+        return settings.output;
+    }();
+    std::int64_t tokens = 0;
+    for (auto _ : state) {
+        const data::PackedDataset dataset(packed);
+        tokens += dataset.size() * dataset.sequence_length();
+    }
+    state.SetItemsProcessed(tokens);
+}
+BENCHMARK(packed_dataset_open)->Unit(benchmark::kMillisecond);
+
 // Best-fit decreasing over instruction-sized examples (lengths 20..600) into sequences of 1024.
 void sft_best_fit(benchmark::State& state) {
     std::mt19937 random(1);

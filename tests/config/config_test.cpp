@@ -320,9 +320,8 @@ TEST_F(ConfigFiles, JsonSyntaxErrorNamesTheFileLineAndColumn) {
 
 TEST_F(ConfigFiles, UnreadableFileIsNamed) {
     EXPECT_EQ(error_of([&] { load<Settings>(dir / "missing.json", {}); }),
-              (dir / "missing.json").string() + ": cannot read the file: No such file or directory");
-    EXPECT_EQ(error_of([&] { load<Settings>(dir, {}); }),
-              dir.string() + ": cannot read the file: it is a directory");
+              (dir / "missing.json").string() + ": cannot open the file: No such file or directory");
+    EXPECT_EQ(error_of([&] { load<Settings>(dir, {}); }), dir.string() + ": is a directory, expected a file");
 }
 
 TEST_F(ConfigFiles, SaveThenLoadGivesAnEqualStruct) {

@@ -142,9 +142,10 @@ struct Where {
     }
 };
 
-// Shortest text that reads back to the same double, marked as a number with a fraction or exponent.
+// Shortest text that reads back to the same double, marked as a number with a fraction or exponent. JSON has
+// no NaN or infinity: those are written as null (an undefined metric), so every file lumi writes is JSON.
 inline std::string format_double(double value) {
-    if (!std::isfinite(value)) return json::serialize(json::value(value));
+    if (!std::isfinite(value)) return "null";
     std::array<char, 32> buffer;
     auto end = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value).ptr;
     std::string text(buffer.data(), end);
@@ -218,6 +219,10 @@ inline std::string describe_found(const json::value& value) {
         case json::kind::uint64:
             return "an integer " + json::serialize(value);
         case json::kind::double_:
+            if (std::isnan(value.get_double())) return "NaN";
+            if (std::isinf(value.get_double()))
+                return std::string(value.get_double() < 0 ? "-" : "") +
+                       "infinity (a number too large for a double)";
             return "a number " + format_double(value.get_double());
         case json::kind::string: {
             std::string text = json::serialize(value);
@@ -348,7 +353,13 @@ F read_floating(const json::value& value, const Where& where) {
         number = static_cast<double>(*u);
     else
         where.fail("expected a number (" + type_name<F>() + "), found " + describe_found(value));
-    if (std::isfinite(number) && std::abs(number) > std::numeric_limits<F>::max())
+    if (!std::isfinite(number))
+        where.fail("expected a finite number (" + type_name<F>() + "), found " + describe_found(value));
+    // Out of range when it would round to infinity: the shortest decimal of the largest float (as written
+    // by save) lies a little above it and rounds back down.
+    constexpr F max = std::numeric_limits<F>::max();
+    const double halfway = double(max) + (double(max) - double(std::nextafter(max, F(0)))) / 2;
+    if (std::abs(number) >= halfway)
         where.fail(format_double(number) + " is out of range for " + type_name<F>());
     return static_cast<F>(number);
 }
@@ -592,6 +603,13 @@ inline std::string format_json(const json::value& value) {
     return text + "\n";
 }
 
+// On one line (a JSON Lines record), without the newline; NaN and infinity as null, as format_json.
+inline std::string format_json_line(const json::value& value) {
+    std::string text;
+    detail::print(text, value, -1, 0);
+    return text;
+}
+
 // Applies `a.b.c=value` to a JSON document, creating the intermediate objects.
 inline void apply_override(json::value& root, std::string_view assignment) {
     detail::Assignment parsed = detail::parse_assignment(assignment);
@@ -613,16 +631,54 @@ inline void apply_override(json::value& root, std::string_view assignment) {
     *node = std::move(parsed.value);
 }
 
-// The whole file parsed as JSON; a syntax error names `file:line:column`.
+// A JSON file read whole larger than this is refused (settings, manifests and states are kilobytes).
+inline constexpr std::uint64_t max_json_bytes = std::uint64_t{1} << 30;
+
+namespace detail {
+
+// Boost.JSON keeps the last of two equal keys silently, so a settings file could hide a value: an error
+// naming the lines of both. `text` is valid JSON.
+inline void check_duplicate_keys(std::string_view text, const std::filesystem::path& file) {
+    struct Open {
+        bool object;
+        std::map<std::string, std::size_t, std::less<>> keys;  // key -> line
+    };
+    std::vector<Open> open;
+    std::size_t line = 1;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '\n') {
+            ++line;
+        } else if (c == '{' || c == '[') {
+            open.push_back({c == '{', {}});
+        } else if (c == '}' || c == ']') {
+            if (!open.empty()) open.pop_back();
+        } else if (c == '"') {
+            const std::size_t start = i;
+            bool escaped = false;
+            for (++i; i < text.size() && text[i] != '"'; ++i)
+                if (text[i] == '\\') ++i, escaped = true;
+            if (open.empty() || !open.back().object) continue;
+            const std::size_t next = text.find_first_not_of(" \t\r\n", i + 1);
+            if (next == std::string_view::npos || text[next] != ':') continue;
+            const std::string_view raw = text.substr(start, i + 1 - start);
+            std::string key = escaped ? std::string(json::parse(raw).as_string())
+                                      : std::string(raw.substr(1, raw.size() - 2));
+            const auto [at, inserted] = open.back().keys.emplace(std::move(key), line);
+            if (!inserted)
+                throw lumi::Error(file.string() + ":" + std::to_string(line) + ": duplicate key " +
+                                  std::string(raw) + " (first at line " + std::to_string(at->second) +
+                                  "); a key may appear once in an object");
+        }
+    }
+}
+
+}  // namespace detail
+
+// The whole file parsed as JSON; a syntax error names `file:line:column`, a key given twice in one object
+// both lines.
 inline json::value read_json_file(const std::filesystem::path& file) {
-    if (std::filesystem::is_directory(file))
-        throw lumi::Error(file.string() + ": cannot read the file: it is a directory");
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw lumi::Error(file.string() + ": cannot read the file: " + std::strerror(errno));
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    if (in.bad()) throw lumi::Error(file.string() + ": cannot read the file: " + std::strerror(errno));
-    const std::string text = std::move(buffer).str();
+    const std::string text = lumi::read_file(file, max_json_bytes);
 
     json::stream_parser parser;
     json::error_code error;
@@ -635,6 +691,7 @@ inline json::value read_json_file(const std::filesystem::path& file) {
         throw lumi::Error(file.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
                           ": invalid JSON: " + error.message());
     }
+    detail::check_duplicate_keys(text, file);
     return parser.release();
 }
 

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <random>
 #include <string>
 #include <string_view>
@@ -31,12 +33,51 @@ inline std::filesystem::path sibling_temporary(const std::filesystem::path& targ
 }
 }  // namespace detail
 
-// The whole file as bytes, or an error naming it.
-inline std::string read_file(const std::filesystem::path& file) {
+// An input stream on `file`, or an error naming it: missing, unreadable or a directory (which a stream
+// would otherwise read as an empty file).
+inline std::ifstream open_file(const std::filesystem::path& file) {
+    std::error_code error;
+    if (std::filesystem::is_directory(file, error))
+        throw lumi::Error(file.string() + ": is a directory, expected a file");
     std::ifstream in(file, std::ios::binary);
     if (!in) throw lumi::Error(file.string() + ": cannot open the file: " + std::strerror(errno));
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw lumi::Error(file.string() + ": read error");
+    return in;
+}
+
+// Whole-file reads stop at this size unless told otherwise: a wrong path (a disk image, a device) must not
+// exhaust the memory.
+inline constexpr std::uint64_t default_max_file_bytes = std::uint64_t{4} << 30;
+
+// The whole file as bytes, or an error naming it: missing, unreadable, a directory, larger than `max_bytes`,
+// or more than the memory holds.
+inline std::string read_file(const std::filesystem::path& file,
+                             std::uint64_t max_bytes = default_max_file_bytes) {
+    namespace fs = std::filesystem;
+    std::ifstream in = open_file(file);
+    std::error_code error;
+    const fs::file_status status = fs::status(file, error);
+    const std::uint64_t size = fs::is_regular_file(status) ? fs::file_size(file, error) : 0;
+    auto too_large = [&](std::uint64_t bytes) {
+        return lumi::Error(file.string() + ": " + std::to_string(bytes) +
+                           " bytes or more, larger than the limit of " + std::to_string(max_bytes) +
+                           " bytes for a file read whole");
+    };
+    if (!error && size > max_bytes) throw too_large(size);
+    std::string bytes;
+    try {
+        bytes.reserve(error ? 0 : size);
+        // In blocks, so a file that grows (or a pipe) still stops at the limit.
+        std::string block(std::size_t{1} << 20, '\0');
+        while (in) {
+            in.read(block.data(), static_cast<std::streamsize>(block.size()));
+            const auto got = static_cast<std::size_t>(in.gcount());
+            if (bytes.size() + got > max_bytes) throw too_large(bytes.size() + got);
+            bytes.append(block.data(), got);
+        }
+    } catch (const std::bad_alloc&) {
+        throw lumi::Error(file.string() + ": out of memory reading " + std::to_string(size) + " bytes");
+    }
+    if (in.bad()) throw lumi::Error(file.string() + ": read error: " + std::strerror(errno));
     return bytes;
 }
 

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "lumi/core/error.hpp"
+#include "lumi/core/files.hpp"
 
 namespace lumi {
 
@@ -120,8 +121,7 @@ inline std::string sha256_hex(std::string_view bytes) {
 }
 
 inline std::string sha256_file(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw lumi::Error(file.string() + ": cannot open the file to hash it");
+    std::ifstream in = lumi::open_file(file);
     Sha256 hasher;
     std::array<char, 1 << 16> chunk;
     while (in) {

@@ -150,9 +150,13 @@ struct CorpusSettings {
     bool shuffle = true;        // mix the sources' documents across shards; false keeps the input order
     std::uint64_t seed = 0;     // of sampling and shuffling
     std::uint32_t threads = 0;  // 0: LUMI_THREADS, else every core
+    // A source file larger than this, before or after decompression, is an error (a wrong path or a
+    // decompression bomb must not exhaust the memory).
+    std::uint64_t max_file_bytes = default_max_file_bytes;
 
     void validate() const {
         if (output.empty()) throw config::FieldError("output", "must name a directory");
+        if (max_file_bytes == 0) throw config::FieldError("max_file_bytes", "must be at least 1");
         if (sources.empty()) throw config::FieldError("sources", "list at least one source");
         double weights = 0;
         bool weighted = false;
@@ -320,8 +324,12 @@ inline std::vector<Document> read_sources(const CorpusSettings& settings, std::s
     parallel_for(tasks.size(), threads, [&](std::size_t begin, std::size_t end) {
         for (std::size_t t = begin; t < end; ++t) {
             const CorpusSource& source = settings.sources[tasks[t].source];
-            const ReadOptions options{source.format, source.compression, source.unit, source.text_field,
-                                      settings.errors.malformed_records == OnError::skip};
+            const ReadOptions options{source.format,
+                                      source.compression,
+                                      source.unit,
+                                      source.text_field,
+                                      settings.errors.malformed_records == OnError::skip,
+                                      settings.max_file_bytes};
             try {
                 results[t] = read_records(tasks[t].file, options);
             } catch (const lumi::Error& error) {

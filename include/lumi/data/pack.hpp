@@ -64,8 +64,7 @@ class RecordError : public lumi::Error {
 // by f, is an error naming file:line, or is skipped and counted when `skip_malformed`. Returns the count.
 template <class F>
 std::uint64_t for_each_jsonl(const std::filesystem::path& file, bool skip_malformed, F&& f) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw lumi::Error(file.string() + ": cannot open the file: " + std::strerror(errno));
+    std::ifstream in = lumi::open_file(file);
     std::string line;
     std::uint64_t number = 0, skipped = 0;
     json::stream_parser parser;
@@ -163,8 +162,13 @@ inline std::vector<std::filesystem::path> jsonl_files(const std::filesystem::pat
     if (fs::is_regular_file(path)) return {path};
     if (!fs::is_directory(path)) throw lumi::Error(path.string() + ": no such corpus file or directory");
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(path))
-        if (entry.is_regular_file() && entry.path().extension() == ".jsonl") files.push_back(entry.path());
+    for (const auto& entry : fs::directory_iterator(path)) {
+        if (entry.path().extension() != ".jsonl") continue;
+        // A shard that is not a file (a directory of that name) must not be skipped silently.
+        if (!entry.is_regular_file())
+            throw lumi::Error(entry.path().string() + ": is not a regular file, expected a corpus shard");
+        files.push_back(entry.path());
+    }
     std::sort(files.begin(), files.end());
     if (files.empty()) throw lumi::Error(path.string() + ": the corpus directory has no .jsonl shards");
     return files;

@@ -166,6 +166,17 @@ struct ShardHeader {
     std::uint64_t bytes_per_token() const {
         return token_bytes + (has_segments() ? 2 : 0) + (has_loss_mask() ? 1 : 0);
     }
+    // The header plus count * T * bytes_per_token(), or nothing when that does not fit in 63 bits.
+    std::optional<std::uint64_t> checked_file_bytes() const {
+        std::uint64_t tokens = 0, bytes = 0;
+        if (__builtin_mul_overflow(count, sequence_length, &tokens) ||
+            __builtin_mul_overflow(tokens, bytes_per_token(), &bytes) ||
+            __builtin_add_overflow(bytes, shard_header_bytes, &bytes) ||
+            bytes > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        return bytes;
+    }
+    // For a header that passed checked_file_bytes() (what the writer makes, what the reader accepts).
     std::uint64_t file_bytes() const {
         return shard_header_bytes + count * sequence_length * bytes_per_token();
     }
@@ -305,6 +316,12 @@ class MappedFile {
             ::close(fd);
             throw lumi::Error(file.string() + ": cannot stat the file: " + reason);
         }
+        if (!S_ISREG(info.st_mode)) {
+            ::close(fd);
+            throw lumi::Error(file.string() +
+                              (S_ISDIR(info.st_mode) ? ": is a directory" : ": is not a regular file") +
+                              ", expected a file");
+        }
         size_ = static_cast<std::size_t>(info.st_size);
         if (size_ > 0) {
             void* data = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
@@ -382,6 +399,16 @@ struct PackedOptions {
     std::uint64_t seed = 0;                       // for order()
 };
 
+// The largest token id in n ids of type T: one pass the compiler vectorises (the ids are aligned: the
+// header is 128 bytes and a map starts on a page).
+template <class T>
+std::uint64_t max_token_id(const unsigned char* data, std::uint64_t n) {
+    const T* ids = reinterpret_cast<const T*>(data);
+    T largest = 0;
+    for (std::uint64_t i = 0; i < n; ++i) largest = ids[i] > largest ? ids[i] : largest;
+    return largest;
+}
+
 // A packed split, memory-mapped: random access to sequences without reading the files.
 class PackedDataset {
   public:
@@ -389,7 +416,8 @@ class PackedDataset {
         : options_(std::move(options)) {
         namespace fs = std::filesystem;
         if (!fs::is_directory(directory))
-            throw lumi::Error(directory.string() + ": not a packed dataset directory (it does not exist)");
+            throw lumi::Error(directory.string() + ": not a packed dataset directory (" +
+                              (fs::exists(directory) ? "it is a file" : "it does not exist") + ")");
         std::vector<fs::path> files;
         for (const auto& entry : fs::directory_iterator(directory)) {
             const std::string name = entry.path().filename().string();
@@ -404,18 +432,12 @@ class PackedDataset {
         for (const fs::path& file : files) {
             Shard shard{file, std::make_shared<MappedFile>(file), {}, size_};
             shard.header = check_header(shard);
-            if (shards->empty()) {
+            if (shards->empty())
                 first_ = shard.header;
-            } else if (shard.header.sequence_length != first_.sequence_length ||
-                       shard.header.arrays != first_.arrays ||
-                       shard.header.token_bytes != first_.token_bytes ||
-                       shard.header.tokenizer_sha256 != first_.tokenizer_sha256) {
-                throw lumi::Error(file.string() +
-                                  ": its header (sequence length, arrays, token width or tokenizer)"
-                                  " differs from " +
-                                  files.front().string() + "'s");
-            }
+            else
+                check_same_layout(file.string(), shard.header, files.front().string(), first_);
             if (options_.verify) verify_shard(shard);
+            check_token_ids(shard);
             size_ += static_cast<std::int64_t>(shard.header.count);
             shards->push_back(std::move(shard));
         }
@@ -498,6 +520,31 @@ class PackedDataset {
         for (const Shard& shard : *shards_) verify_shard(shard);
     }
 
+    // Identifies the data without reading it: XXH64 of every shard header (each holds its payload's checksum,
+    // count, T and tokenizer), in order; the directory's path is not part of it.
+    std::string identity() const {
+        Xxh64 hash;
+        for (const Shard& shard : *shards_) hash.update(shard.map->data(), shard_header_bytes);
+        return hex64(hash.digest());
+    }
+
+    // Another split of the same dataset (val beside train) must agree on T, width, vocabulary and tokenizer.
+    void check_matches(const PackedDataset& other) const {
+        check_same_layout(other.shards_->front().file.string(), other.first_, shards_->front().file.string(),
+                          first_);
+    }
+
+    // Whether `directory` holds shards of `split` at all (a dataset may have no validation split).
+    static bool has_split(const std::filesystem::path& directory, const std::string& split) {
+        std::error_code error;
+        for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
+            const std::string name = entry.path().filename().string();
+            if (name.starts_with(split + "_") && name.ends_with(".bin") && name.size() == split.size() + 10)
+                return true;
+        }
+        return false;
+    }
+
   private:
     struct Shard {
         std::filesystem::path file;
@@ -527,30 +574,79 @@ class PackedDataset {
         if (header.version != shard_version)
             throw lumi::Error(file + ": unsupported shard version " + std::to_string(header.version) +
                               " (this lumi reads version " + std::to_string(shard_version) + ")");
-        if ((header.token_bytes != 2 && header.token_bytes != 4) || !(header.arrays & tokens_array) ||
-            (header.arrays & ~7u) || header.sequence_length == 0)
-            throw lumi::Error(file + ": corrupted header (token width " + std::to_string(header.token_bytes) +
-                              ", arrays " + std::to_string(header.arrays) + ", sequence length " +
-                              std::to_string(header.sequence_length) + ")");
-        // Sizes that wrap around 2^64 could match a small file (found by fuzz/packed_shard_fuzz.cpp).
-        std::uint64_t payload = 0;
-        if (header.sequence_length > std::uint64_t(std::numeric_limits<std::int64_t>::max()) ||
-            __builtin_mul_overflow(header.count, header.sequence_length, &payload) ||
-            __builtin_mul_overflow(payload, header.bytes_per_token(), &payload) ||
-            payload > std::uint64_t(std::numeric_limits<std::int64_t>::max()) - shard_header_bytes)
-            throw lumi::Error(file + ": corrupted header: " + std::to_string(header.count) +
-                              " sequences of " + std::to_string(header.sequence_length) +
-                              " tokens do not fit in a file");
-        if (header.file_bytes() != bytes)
+        auto corrupted = [&](const char* field, std::uint64_t value, const std::string& expected) {
+            return lumi::Error(file + ": corrupted header: " + field + " is " + std::to_string(value) +
+                               ", expected " + expected);
+        };
+        if (header.token_bytes != 2 && header.token_bytes != 4)
+            throw corrupted("token_bytes", header.token_bytes, "2 or 4");
+        if (!(header.arrays & tokens_array) || (header.arrays & ~7u))
+            throw corrupted("arrays", header.arrays, "1 (tokens) plus 2 (loss mask) and 4 (segments)");
+        if (header.vocab_size == 0) throw corrupted("vocab_size", 0, "at least 1");
+        if (header.token_bytes == 2 && header.vocab_size > 65536)
+            throw corrupted("vocab_size", header.vocab_size, "at most 65536 with 2-byte tokens");
+        constexpr std::uint64_t int64_max = std::numeric_limits<std::int64_t>::max();
+        if (header.sequence_length == 0 || header.sequence_length > int64_max)
+            throw corrupted("sequence_length", header.sequence_length, "1 to 2^63 - 1");
+        if (header.count > int64_max) throw corrupted("count", header.count, "0 to 2^63 - 1");
+        const auto expected = header.checked_file_bytes();
+        if (!expected)
+            throw lumi::Error(file + ": corrupted header: count " + std::to_string(header.count) +
+                              " x sequence_length " + std::to_string(header.sequence_length) + " x " +
+                              std::to_string(header.bytes_per_token()) +
+                              " bytes per token does not fit in 2^63 bytes");
+        if (*expected != bytes)
             throw lumi::Error(file + ": size mismatch: the header says " + std::to_string(header.count) +
                               " sequences of " + std::to_string(header.sequence_length) + " tokens (" +
-                              std::to_string(header.file_bytes()) + " bytes), the file has " +
-                              std::to_string(bytes) + " bytes (truncated or corrupted)");
+                              std::to_string(*expected) + " bytes), the file has " + std::to_string(bytes) +
+                              " bytes (truncated or corrupted)");
         if (options_.tokenizer_sha256 && header.tokenizer() != *options_.tokenizer_sha256)
             throw lumi::Error(file + ": packed with tokenizer " + header.tokenizer() + ", but tokenizer " +
                               *options_.tokenizer_sha256 +
                               " was given; re-pack the data with this tokenizer");
         return header;
+    }
+
+    // The fields every shard of a dataset shares; an error names the field and both files.
+    static void check_same_layout(const std::string& file, const ShardHeader& header,
+                                  const std::string& reference, const ShardHeader& expected) {
+        auto differs = [&](const char* field, const std::string& found, const std::string& wanted) {
+            return lumi::Error(file + ": " + field + " is " + found + " but " + wanted + " in " + reference +
+                               ": every shard of a dataset must have been packed alike");
+        };
+        if (header.vocab_size != expected.vocab_size)
+            throw differs("vocab_size", std::to_string(header.vocab_size),
+                          std::to_string(expected.vocab_size));
+        if (header.token_bytes != expected.token_bytes)
+            throw differs("token_bytes", std::to_string(header.token_bytes),
+                          std::to_string(expected.token_bytes));
+        if (header.sequence_length != expected.sequence_length)
+            throw differs("sequence_length", std::to_string(header.sequence_length),
+                          std::to_string(expected.sequence_length));
+        if (header.arrays != expected.arrays)
+            throw differs("arrays", std::to_string(header.arrays), std::to_string(expected.arrays));
+        if (header.tokenizer_sha256 != expected.tokenizer_sha256)
+            throw differs("tokenizer_sha256", header.tokenizer(), expected.tokenizer());
+    }
+
+    // Every token id below the vocabulary size, in one vectorised pass over the ids (an id out of range would
+    // index past the embedding table).
+    static void check_token_ids(const Shard& shard) {
+        const ShardHeader& h = shard.header;
+        if (h.token_bytes == 2 && h.vocab_size >= 65536) return;  // no 16-bit id can be out of range
+        const std::uint64_t tokens = h.count * h.sequence_length;
+        const std::uint64_t largest = h.token_bytes == 2
+                                          ? max_token_id<std::uint16_t>(shard.tokens_begin(), tokens)
+                                          : max_token_id<std::uint32_t>(shard.tokens_begin(), tokens);
+        if (largest < h.vocab_size) return;
+        for (std::uint64_t t = 0; t < tokens; ++t) {
+            const std::uint64_t id = read_token(shard, t);
+            if (id >= h.vocab_size)
+                throw lumi::Error(shard.file.string() + ": token " + std::to_string(t) + " (sequence " +
+                                  std::to_string(t / h.sequence_length) + ") has id " + std::to_string(id) +
+                                  ", outside the vocabulary of " + std::to_string(h.vocab_size) +
+                                  " (corrupted file)");
+        }
     }
 
     static void verify_shard(const Shard& shard) {
@@ -560,14 +656,7 @@ class PackedDataset {
             throw lumi::Error(shard.file.string() + ": checksum mismatch: the payload hashes to " +
                               hex64(checksum) + ", the header records " + hex64(shard.header.checksum) +
                               " (corrupted file)");
-        const std::uint64_t tokens = shard.header.count * shard.header.sequence_length;
-        for (std::uint64_t t = 0; t < tokens; ++t) {
-            const std::uint64_t id = read_token(shard, t);
-            if (id >= shard.header.vocab_size)
-                throw lumi::Error(shard.file.string() + ": token " + std::to_string(t) + " has id " +
-                                  std::to_string(id) + ", outside the vocabulary of " +
-                                  std::to_string(shard.header.vocab_size));
-        }
+        check_token_ids(shard);
     }
 
     static std::uint64_t read_token(const Shard& shard, std::uint64_t t) {

@@ -117,8 +117,7 @@ inline std::string optional_string_field(const json::value& record, std::string_
 // Calls f(record, origin) for each record of a JSON array file or a JSON-lines file; returns skipped.
 template <class F>
 std::uint64_t for_each_record(const std::filesystem::path& file, bool skip_malformed, F&& f) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw lumi::Error(file.string() + ": cannot open the file: " + std::strerror(errno));
+    std::ifstream in = lumi::open_file(file);
     char first = 0;
     while (in.get(first) && std::isspace(static_cast<unsigned char>(first))) {
     }

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -39,7 +40,8 @@ struct ReadOptions {
     Compression compression = Compression::detect;
     TextUnit unit = TextUnit::file;
     std::string text_field = "text";
-    bool skip_malformed = false;  // count bad JSON lines instead of failing on the first
+    bool skip_malformed = false;                       // count bad JSON lines instead of failing on the first
+    std::uint64_t max_bytes = default_max_file_bytes;  // of a file, before and after decompression
 };
 
 struct Record {
@@ -81,11 +83,28 @@ inline std::string lower_extension(const std::filesystem::path& file) {
 // zlib counts in `uInt`: hand it at most 1 GiB at a time.
 inline constexpr std::size_t zlib_chunk = std::size_t{1} << 30;
 
-inline std::string gunzip(std::string_view in, const std::filesystem::path& file) {
+// Grows a decompression buffer, within `limit` bytes and the memory, or fails naming the file.
+inline void grow(std::string& out, std::uint64_t limit, const std::filesystem::path& file,
+                 std::string_view format) {
+    if (out.size() >= limit)
+        throw lumi::Error(file.string() + ": the " + std::string(format) +
+                          " data decompresses to more than " + std::to_string(limit) +
+                          " bytes, the limit for one file (max_file_bytes)");
+    try {
+        out.resize(std::min<std::uint64_t>(limit, std::max<std::uint64_t>(out.size() * 2, 1 << 16)));
+    } catch (const std::bad_alloc&) {
+        throw lumi::Error(file.string() + ": out of memory decompressing " + std::string(format) +
+                          " data beyond " + std::to_string(out.size()) + " bytes");
+    }
+}
+
+inline std::string gunzip(std::string_view in, const std::filesystem::path& file,
+                          std::uint64_t limit = default_max_file_bytes) {
     z_stream z{};
     if (inflateInit2(&z, 15 + 32) != Z_OK) throw lumi::Error(file.string() + ": cannot start zlib");
     const std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, inflateEnd);
-    std::string out(std::max<std::size_t>(in.size() * 4, 1 << 16), '\0');
+    std::string out;
+    grow(out, limit, file, "gzip");
     std::size_t handed = 0, produced = 0;
     for (;;) {
         if (z.avail_in == 0 && handed < in.size()) {
@@ -94,7 +113,7 @@ inline std::string gunzip(std::string_view in, const std::filesystem::path& file
             z.avail_in = static_cast<uInt>(n);
             handed += n;
         }
-        if (produced == out.size()) out.resize(out.size() * 2);
+        if (produced == out.size()) grow(out, limit, file, "gzip");
         z.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
         z.avail_out = static_cast<uInt>(std::min(out.size() - produced, zlib_chunk));
         const uInt room = z.avail_out;
@@ -114,14 +133,16 @@ inline std::string gunzip(std::string_view in, const std::filesystem::path& file
     return out;
 }
 
-inline std::string unzstd(std::string_view in, const std::filesystem::path& file) {
+inline std::string unzstd(std::string_view in, const std::filesystem::path& file,
+                          std::uint64_t limit = default_max_file_bytes) {
     const std::unique_ptr<ZSTD_DCtx, std::size_t (*)(ZSTD_DCtx*)> context(ZSTD_createDCtx(), ZSTD_freeDCtx);
     if (!context) throw lumi::Error(file.string() + ": cannot start zstd");
     ZSTD_inBuffer input{in.data(), in.size(), 0};
-    std::string out(std::max<std::size_t>(in.size() * 4, 1 << 16), '\0');
+    std::string out;
+    grow(out, limit, file, "zstd");
     std::size_t produced = 0;
     for (;;) {
-        if (produced == out.size()) out.resize(out.size() * 2);
+        if (produced == out.size()) grow(out, limit, file, "zstd");
         ZSTD_outBuffer output{out.data() + produced, out.size() - produced, 0};
         const std::size_t status = ZSTD_decompressStream(context.get(), &output, &input);
         if (ZSTD_isError(status)) fail_at(file, "zstd", input.pos, ZSTD_getErrorName(status));
@@ -179,12 +200,14 @@ inline SourceFormat detect_format(const std::filesystem::path& file) {
 }
 
 // The file's bytes, decompressed; a corrupt or truncated stream is an error naming the file and offset.
+// Both the file and its decompressed bytes are bounded by `max_bytes`.
 inline std::string read_decompressed(const std::filesystem::path& file,
-                                     Compression compression = Compression::detect) {
-    std::string bytes = lumi::read_file(file);
+                                     Compression compression = Compression::detect,
+                                     std::uint64_t max_bytes = default_max_file_bytes) {
+    std::string bytes = lumi::read_file(file, max_bytes);
     if (compression == Compression::detect) compression = detect_compression(file, bytes);
-    if (compression == Compression::gzip) return detail::gunzip(bytes, file);
-    if (compression == Compression::zstd) return detail::unzstd(bytes, file);
+    if (compression == Compression::gzip) return detail::gunzip(bytes, file, max_bytes);
+    if (compression == Compression::zstd) return detail::unzstd(bytes, file, max_bytes);
     return bytes;
 }
 
@@ -227,7 +250,7 @@ inline std::vector<std::filesystem::path> list_files(const std::filesystem::path
 // `file:line`; blank lines and empty files yield no records.
 inline FileRecords read_records(const std::filesystem::path& file, const ReadOptions& options = {}) {
     namespace json = boost::json;
-    std::string bytes = read_decompressed(file, options.compression);
+    std::string bytes = read_decompressed(file, options.compression, options.max_bytes);
     std::string_view text = bytes;
     if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a byte order mark is not text
     const SourceFormat format = options.format == SourceFormat::detect ? detect_format(file) : options.format;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,7 +97,10 @@ inline Results results_from_json(const boost::json::value& root, const std::stri
         const auto& m = body.as_object();
         results.metrics.push_back(
             {.name = std::string(name),
-             .value = detail::member(m, "value", kind::double_, where).to_number<double>(),
+             // null: a metric that could not be computed (written for NaN)
+             .value = m.contains("value") && m.at("value").is_null()
+                          ? std::numeric_limits<double>::quiet_NaN()
+                          : detail::member(m, "value", kind::double_, where).to_number<double>(),
              .definition = std::string(detail::member(m, "definition", kind::string, where).as_string()),
              .sample_size = detail::member(m, "sample_size", kind::double_, where).to_number<std::int64_t>(),
              .sample_unit = std::string(detail::member(m, "sample_unit", kind::string, where).as_string()),

@@ -12,6 +12,7 @@
 #include <concepts>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -93,16 +94,51 @@ inline bool is_recomputed_buffer(std::string_view name) {
 
 }  // namespace detail
 
+// The tokenizer a model was trained with, recorded in its config.json (`lumi_tokenizer`) so a later stage
+// refuses another one.
+struct TokenizerIdentity {
+    std::string sha256;  // of the tokenizer's model file (spm.model)
+    std::int64_t vocab_size = 0;
+};
+
 struct SaveSettings {
     torch::ScalarType dtype = torch::kFloat32;      // of the floating-point weights written
     LlamaConfigSettings config{};                   // its torch_dtype is set from `dtype`
     std::map<std::string, std::string> metadata{};  // added to the {"format": "pt"} transformers requires
+    std::optional<TokenizerIdentity> tokenizer{};   // recorded in config.json when known
 };
 
 struct LoadSettings {
     bool ignore_unexpected = false;  // skip checkpoint tensors the model does not have (instead of an error)
-    bool check_config = true;        // compare config.json, when present, with the model's spec
+    bool check_config = true;        // require config.json and compare it with the model's spec
 };
+
+// The tokenizer `checkpoint` (a directory or its weights file) records, or none (a checkpoint made
+// elsewhere, e.g. by transformers).
+inline std::optional<TokenizerIdentity> checkpoint_tokenizer(const std::filesystem::path& checkpoint) {
+    namespace fs = std::filesystem;
+    const fs::path file =
+        (fs::is_directory(checkpoint) ? checkpoint : checkpoint.parent_path()) / config_file;
+    if (!fs::exists(file)) return std::nullopt;
+    const boost::json::value json = config::read_json_file(file);
+    const auto* object = json.if_object();
+    const auto* recorded = object ? object->if_contains("lumi_tokenizer") : nullptr;
+    if (!recorded || recorded->is_null()) return std::nullopt;
+    return config::from_json<TokenizerIdentity>(*recorded, file.string() + ": lumi_tokenizer");
+}
+
+// Refuses a tokenizer other than the one `checkpoint` was trained with (when it records one): its ids would
+// mean other pieces.
+inline void check_tokenizer(const std::filesystem::path& checkpoint, const TokenizerIdentity& tokenizer,
+                            const std::string& tokenizer_origin) {
+    const auto recorded = checkpoint_tokenizer(checkpoint);
+    if (!recorded) return;
+    if (recorded->sha256 != tokenizer.sha256 || recorded->vocab_size != tokenizer.vocab_size)
+        throw Error(tokenizer_origin + ": tokenizer " + tokenizer.sha256 + " (vocabulary " +
+                    std::to_string(tokenizer.vocab_size) + ") is not the one checkpoint " +
+                    checkpoint.string() + " was trained with: " + recorded->sha256 + " (vocabulary " +
+                    std::to_string(recorded->vocab_size) + "), recorded in its config.json");
+}
 
 // Writes `dir`/model.safetensors and `dir`/config.json. A parameter shared under two names (tied
 // embeddings) is written once, under its first name, as transformers does.
@@ -121,20 +157,28 @@ void save_model(const Model& model, const std::filesystem::path& dir, const Save
     metadata["format"] = "pt";
     std::filesystem::create_directories(dir);
     save_safetensors(dir / weights_file, tensors, metadata);
-    config::write_json_file(llama_config(spec_of<Model>, config), dir / config_file);
+    boost::json::object json = llama_config(spec_of<Model>, config);
+    if (settings.tokenizer) json["lumi_tokenizer"] = config::to_json(*settings.tokenizer);
+    config::write_json_file(json, dir / config_file);
 }
 
 // Copies every parameter of `model` from a checkpoint directory (or its model.safetensors file; a sharded
 // checkpoint through model.safetensors.index.json). Everything is checked before anything is copied: a
-// config.json of another shape, a missing or unexpected tensor, a shape or dtype mismatch are one error
-// listing all of them, and the model is left unchanged.
+// missing config.json or one of another shape, a missing or unexpected tensor, a shape or dtype mismatch are
+// one error listing all of them, and the model is left unchanged. A weight holding NaN or Inf is an error
+// naming the tensor, found as the weights are copied (the model is then partly loaded: discard it).
 template <SpecModel Model>
 void load_model(Model& model, const std::filesystem::path& dir_or_file, const LoadSettings& settings = {}) {
     namespace fs = std::filesystem;
     const bool is_dir = fs::is_directory(dir_or_file);
     const fs::path dir = is_dir ? dir_or_file : dir_or_file.parent_path();
 
-    if (settings.check_config && fs::exists(dir / config_file)) {
+    if (!fs::exists(dir_or_file)) throw Error(dir_or_file.string() + ": no such checkpoint");
+    if (settings.check_config && !fs::is_regular_file(dir / config_file))
+        throw Error((dir / config_file).string() +
+                    ": missing: a checkpoint needs its config.json to check that it fits the model "
+                    "(LoadSettings.check_config = false skips the check)");
+    if (settings.check_config) {
         const fs::path file = dir / config_file;
         const ModelSpec found = spec_from_llama_config(config::read_json_file(file), file.string());
         const auto differences = spec_differences(spec_of<Model>, found);
@@ -157,8 +201,16 @@ void load_model(Model& model, const std::filesystem::path& dir_or_file, const Lo
             json.is_object() ? json.get_object().if_contains("weight_map") : nullptr;
         if (!map || !map->is_object()) throw Error(index.string() + ": missing weight_map");
         std::set<std::string> shards;
-        for (const auto& [name, shard] : map->get_object())
-            if (shard.is_string()) shards.emplace(shard.get_string());
+        for (const auto& [name, shard] : map->get_object()) {
+            const auto* file = shard.if_string();
+            // A shard is a file beside the index: a path cannot lead out of the checkpoint.
+            const fs::path relative = file ? fs::path(std::string(*file)) : fs::path();
+            if (!file || relative.empty() || relative != relative.filename() || *file == "." || *file == "..")
+                throw Error(index.string() + ": weight_map." + std::string(name) +
+                            ": expected the name of a " + "file in " + dir.string() + ", found " +
+                            config::detail::describe_found(shard));
+            shards.emplace(*file);
+        }
         for (const auto& shard : shards) files.push_back(dir / shard);
     } else {
         throw Error(dir.string() + ": no " + std::string(weights_file) + " (nor " +
@@ -211,8 +263,27 @@ void load_model(Model& model, const std::filesystem::path& dir_or_file, const Lo
     torch::NoGradGuard no_grad;
     for (auto& item : params) {
         const auto& [reader, entry] = stored.at(item.key());
-        item.value().copy_(reader->read(*entry));
+        const torch::Tensor tensor = reader->read(*entry);
+        if (tensor.is_floating_point() && !torch::isfinite(tensor).all().item<bool>())
+            throw Error(reader->path().string() + ": tensor '" + item.key() + "' holds " +
+                        std::to_string(torch::isnan(tensor).sum().item<std::int64_t>()) + " NaN and " +
+                        std::to_string(torch::isinf(tensor).sum().item<std::int64_t>()) +
+                        " infinite values (a diverged or corrupted checkpoint)");
+        item.value().copy_(tensor);
     }
+}
+
+// load_model for text work: `tokenizer` (anything with sha256() and vocab_size(), e.g. lumi::Tokenizer, from
+// `tokenizer_origin`) must be the one the checkpoint was trained with, and its ids must fit the model.
+template <SpecModel Model, class Tokenizer>
+void load_model_for(Model& model, const std::filesystem::path& checkpoint, const Tokenizer& tokenizer,
+                    const std::string& tokenizer_origin) {
+    const TokenizerIdentity identity{std::string(tokenizer.sha256()), std::int64_t(tokenizer.vocab_size())};
+    if (identity.vocab_size > spec_of<Model>.vocab_size)
+        throw Error(tokenizer_origin + ": its vocabulary of " + std::to_string(identity.vocab_size) +
+                    " tokens is larger than the model's " + std::to_string(spec_of<Model>.vocab_size));
+    load_model(model, checkpoint);
+    check_tokenizer(checkpoint, identity, tokenizer_origin);
 }
 
 }  // namespace lumi::io

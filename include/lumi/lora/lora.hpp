@@ -177,7 +177,10 @@ void save_adapter(Transformer<S, Lora<L>>& model, const std::filesystem::path& d
 template <ModelSpec S, LoraSpec L>
 void load_adapter(Transformer<S, Lora<L>>& model, const std::filesystem::path& dir) {
     const auto config_file = dir / "adapter_config.json";
-    const auto config = config::read_json_file(config_file).as_object();
+    const auto json = config::read_json_file(config_file);
+    if (!json.is_object())
+        throw Error(config_file.string() + ": expected a JSON object (a PEFT adapter config)");
+    const auto& config = json.get_object();
     auto number = [&](const char* key) {
         if (!config.contains(key) || !config.at(key).is_number())
             throw Error(config_file.string() + ": missing or non-numeric '" + key + "'");

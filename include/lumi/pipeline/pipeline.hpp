@@ -381,7 +381,7 @@ struct PipelineSettings {
 // What stages.json records about each stage.
 struct StageRecord {
     std::string name, directory;
-    std::string status = "pending";  // this invocation: ran, resumed, skipped, failed, pending
+    std::string status = "pending";  // this invocation: ran, resumed, skipped, failed, interrupted, pending
     bool complete = false;           // its outputs are those of `fingerprint`
     std::string fingerprint;
     double seconds = 0;  // of the run that made the outputs
@@ -527,7 +527,7 @@ eval::Results evaluate_checkpoint(const fs::path& checkpoint, const fs::path& to
                                   const std::vector<std::string>& skipped) {
     const auto tokenizer = tokenizer::Tokenizer::load(tokenizer_dir);
     Transformer<S> model;
-    io::load_model(model, checkpoint);
+    io::load_model_for(model, checkpoint, tokenizer, tokenizer_dir.string());
     const auto device = train::resolve_device(settings.device);
     model->to(device);
     model->eval();
@@ -837,6 +837,7 @@ class Pipeline {
 
         const auto start = std::chrono::steady_clock::now();
         std::string summary, failure;
+        int stop_signal = 0;
         {
             detail::CaptureOutput capture(log_of(stage.stage), resume);
             std::printf("lumi pipeline: stage %s (%s) started %s\n", std::string(stage.directory).c_str(),
@@ -844,6 +845,11 @@ class Pipeline {
             std::fflush(stdout);  // a file gets stdout in blocks: keep the log in order
             try {
                 summary = execute(stage.stage, resume);
+            } catch (const lumi::Interrupted& e) {
+                failure = e.what();
+                stop_signal = e.signal;
+                std::fflush(stdout);
+                std::fprintf(stderr, "stopped: %s\n", failure.c_str());
             } catch (const std::exception& e) {
                 failure = e.what();
                 std::cout.flush();
@@ -853,6 +859,13 @@ class Pipeline {
         }
         record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         record.finished = detail::utc_now();
+        if (stop_signal != 0) {
+            record.status = "interrupted";
+            record.summary = failure;
+            save_records();
+            say(stage, "interrupted after " + detail::duration(record.seconds));
+            throw lumi::Interrupted("stage " + std::string(stage.name) + " " + failure, stop_signal);
+        }
         if (!failure.empty()) {
             record.status = "failed";
             record.summary = failure;
@@ -995,8 +1008,9 @@ class Pipeline {
         if (resume) s.run.resume = "latest";
         const auto fit = train::pretrain<S>(s);
         if (fit.interrupted)
-            throw lumi::Error("interrupted at step " + std::to_string(fit.steps) +
-                              "; run the pipeline again to resume from " + fit.checkpoint.string());
+            throw lumi::Interrupted("interrupted at step " + std::to_string(fit.steps) +
+                                        "; run the pipeline again to resume from " + fit.checkpoint.string(),
+                                    fit.signal);
         write_fit(work(Stage::pretrain) / "result.json", fit);
         return fit_summary(fit);
     }
@@ -1039,8 +1053,10 @@ class Pipeline {
         const auto result = s.method == train::FinetuneMethod::lora ? train::finetune<S, Lora<L>>(s)
                                                                     : train::finetune<S, Dense>(s);
         if (result.fit.interrupted)
-            throw lumi::Error("interrupted at step " + std::to_string(result.fit.steps) +
-                              "; run the pipeline again to resume from " + result.fit.checkpoint.string());
+            throw lumi::Interrupted("interrupted at step " + std::to_string(result.fit.steps) +
+                                        "; run the pipeline again to resume from " +
+                                        result.fit.checkpoint.string(),
+                                    result.fit.signal);
         if (s.method == train::FinetuneMethod::full) {
             // Full fine-tuning leaves its model in final/; later stages read merged/ either way.
             StagedDirectory merged(work(Stage::sft) / "merged");
@@ -1104,7 +1120,7 @@ class Pipeline {
             binary("generate") + " --config " + detail::shell_quote(config_of(Stage::generations).string());
         const auto tok = tokenizer::Tokenizer::load(dir(Stage::tokenizer));
         Transformer<S> model;
-        io::load_model(model, dir(Stage::sft) / "merged");
+        io::load_model_for(model, dir(Stage::sft) / "merged", tok, dir(Stage::tokenizer).string());
         model->to(train::resolve_device(g.device));
         auto sampling = g.sampling;
         for (auto& stop : eval::template_stops(t)) sampling.stop.push_back(stop);

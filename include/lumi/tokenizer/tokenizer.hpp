@@ -50,7 +50,13 @@ class Tokenizer {
 
         Tokenizer tokenizer;
         tokenizer.directory_ = dir;
-        const std::filesystem::path model_file = dir / std::string(model_name->get_string());
+        // The model is a file of the tokenizer directory: a path in the config cannot lead out of it.
+        const std::filesystem::path model_path(std::string(model_name->get_string()));
+        if (model_path.empty() || model_path != model_path.filename() || model_path == "." ||
+            model_path == "..")
+            throw lumi::Error(config_file.string() + ": lumi.spm_model: expected the name of a file in " +
+                              dir.string() + ", found \"" + std::string(model_name->get_string()) + "\"");
+        const std::filesystem::path model_file = dir / model_path;
         // Hash the very bytes that are loaded, so the file cannot change in between.
         const std::string bytes = lumi::read_file(model_file);
         tokenizer.sha256_ = lumi::sha256_hex(bytes);

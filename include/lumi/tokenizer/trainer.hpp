@@ -238,8 +238,7 @@ class CorpusReader {
         while (!std::getline(in_, pending_)) {
             if (in_.bad()) throw lumi::Error(files_[index_ - 1].path.string() + ": read error");
             if (index_ == files_.size()) return false;
-            in_ = std::ifstream(files_[index_].path, std::ios::binary);
-            if (!in_) throw lumi::Error(files_[index_].path.string() + ": cannot open the file");
+            in_ = lumi::open_file(files_[index_].path);
             ++index_;
             ++statistics_.files;
             line_number_ = 0;

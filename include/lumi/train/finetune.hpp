@@ -55,17 +55,19 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
     const data::PackedDataset train(settings.data.dataset, options);
     if (!train.has_loss_mask())
         throw Error(settings.data.dataset + ": has no loss mask (pack instruction data with prepare_sft)");
-    options.split = "val";
-    std::optional<data::PackedDataset> validation;
-    try {
-        validation.emplace(settings.data.dataset, options);
-    } catch (const Error& error) {
-        if (out) std::fprintf(out, "no validation split (%s)\n", error.what());
-    }
+    const auto validation = open_validation(settings.data.dataset, options, train, out);
     if (train.sequence_length() - 1 > S.context)
         throw Error(settings.data.dataset + ": sequences of " + std::to_string(train.sequence_length()) +
                     " tokens exceed the model's context of " + std::to_string(S.context) +
                     " (+1 for targets)");
+
+    // The base must have been trained with the tokenizer the instruction data was packed with.
+    io::check_tokenizer(settings.data.base, {train.tokenizer_sha256(), train.vocab_size()},
+                        settings.data.dataset + " (packed with it)");
+    if (std::int64_t(train.vocab_size()) > S.vocab_size)
+        throw Error(settings.data.dataset + ": packed with a vocabulary of " +
+                    std::to_string(train.vocab_size()) + " tokens, more than the model's " +
+                    std::to_string(S.vocab_size));
 
     using Model = Transformer<S, Adapt>;
     Model model;
@@ -97,7 +99,7 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
             lora::save_adapter(model, adapter.path(), std::filesystem::absolute(settings.data.base).string());
             adapter.commit();
             StagedDirectory merged(result.merged);
-            io::save_model(lora::merged_copy(model), merged.path());
+            io::save_model(lora::merged_copy(model), merged.path(), trainer.save_settings());
             merged.commit();
         }
         distributed::world().barrier("the barrier after writing the adapter");

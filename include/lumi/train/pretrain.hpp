@@ -31,6 +31,22 @@ struct PretrainSettings {
     }
 };
 
+// The val split beside `train`, when the dataset has one: it must open cleanly and agree with train (a
+// corrupt validation split is an error, not a reason to train without one).
+inline std::optional<data::PackedDataset> open_validation(const std::string& dataset,
+                                                          data::PackedOptions options,
+                                                          const data::PackedDataset& train, std::FILE* out) {
+    options.split = "val";
+    std::optional<data::PackedDataset> validation;
+    if (!data::PackedDataset::has_split(dataset, options.split)) {
+        if (out) std::fprintf(out, "no validation split (no val_NNNNN.bin in %s)\n", dataset.c_str());
+        return validation;
+    }
+    validation.emplace(dataset, options);
+    train.check_matches(*validation);
+    return validation;
+}
+
 // Opens the packed splits, checks they fit the model, prints what a user cares about, trains.
 template <ModelSpec S, class Optimizer = AdamW, class Schedule = CosineWarmup,
           class Precision = MixedPrecision>
@@ -41,15 +57,7 @@ FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& setti
     if (!settings.data.tokenizer.empty())
         options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
     const data::PackedDataset train(settings.data.dataset, options);
-    options.split = "val";
-    std::optional<data::PackedDataset> validation;
-    if (!std::filesystem::path(settings.data.dataset).empty()) {
-        try {
-            validation.emplace(settings.data.dataset, options);
-        } catch (const lumi::Error& error) {
-            if (out) std::fprintf(out, "no validation split (%s)\n", error.what());
-        }
-    }
+    const auto validation = open_validation(settings.data.dataset, options, train, out);
     if (std::int64_t(train.vocab_size()) > S.vocab_size)
         throw lumi::Error(settings.data.dataset + ": packed with a vocabulary of " +
                           std::to_string(train.vocab_size()) + " tokens, more than the model's " +

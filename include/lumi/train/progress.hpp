@@ -12,6 +12,7 @@
 
 #include <boost/json.hpp>
 
+#include "lumi/config/config.hpp"
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 
@@ -44,7 +45,7 @@ class MetricsLog {
     MetricsLog& operator=(MetricsLog&&) = default;
     void write(const boost::json::object& record) {
         if (!out_.is_open()) return;
-        out_ << boost::json::serialize(record) << '\n';
+        out_ << config::format_json_line(record) << '\n';  // valid JSON even for a NaN
         out_.flush();
     }
     const std::filesystem::path& file() const { return file_; }

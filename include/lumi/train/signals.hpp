@@ -1,5 +1,7 @@
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
 
@@ -10,13 +12,26 @@ inline std::atomic<int>& stop_signal() {
     static std::atomic<int> value{0};
     return value;
 }
+// Only async-signal-safe calls here: write, signal, raise.
 extern "C" inline void lumi_record_stop_signal(int signal) {
-    stop_signal().store(signal);
+    if (stop_signal().exchange(signal) == 0) {
+        static constexpr char first[] =
+            "\nstopping after this step, with a checkpoint (a second signal stops at once)\n";
+        [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, first, sizeof first - 1);
+        return;
+    }
+    // A second signal: stop at once, as the signal's default action would (the process ends by it when this
+    // handler returns; the last complete checkpoint is kept).
+    static constexpr char second[] = "\nsecond signal: stopping at once, without a checkpoint\n";
+    [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, second, sizeof second - 1);
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
 }
 }  // namespace detail
 
-// While alive, SIGINT and SIGTERM only record that a stop was asked for: the trainer finishes the current
-// step, writes a checkpoint and returns. The previous handlers come back afterwards.
+// While alive, a first SIGINT or SIGTERM only records that a stop was asked for: the trainer finishes the
+// current step, writes a checkpoint and returns (a stage binary then exits 128 + signal); a second one ends
+// the process at once. The previous handlers come back afterwards.
 class StopSignals {
   public:
     StopSignals() {
@@ -42,5 +57,10 @@ class StopSignals {
     struct sigaction previous_int_ {};
     struct sigaction previous_term_ {};
 };
+
+// What a stage binary exits with: 0, or 128 + the signal that stopped the run (130 SIGINT, 143 SIGTERM).
+inline int exit_status(int stop_signal) {
+    return stop_signal == 0 ? 0 : 128 + stop_signal;
+}
 
 }  // namespace lumi::train

@@ -28,6 +28,7 @@
 #include "lumi/train/progress.hpp"
 #include "lumi/train/schedule.hpp"
 #include "lumi/train/signals.hpp"
+#include "lumi/train/state.hpp"
 
 namespace lumi::train {
 
@@ -48,6 +49,10 @@ struct RunSettings {
     std::int64_t checkpoint_every = 500;  // 0 = only at the end
     std::int64_t keep_checkpoints = 3;
     double peak_tflops = 0;  // the device's peak for MFU; 0 = a known GPU's datasheet, else measured
+    // Resume even when max_steps, token_budget, the optimizer or schedule settings, the dataset or its
+    // tokenizer differ from the checkpoint's (the run then takes another trajectory); without it that is an
+    // error.
+    bool allow_changed_settings = false;
 
     void validate() const {
         if (output.empty()) throw config::FieldError("output", "must name a directory");
@@ -92,6 +97,7 @@ struct FitResult {
     std::int64_t steps = 0, tokens = 0;
     double train_loss = NAN, val_loss = NAN;
     bool interrupted = false;
+    int signal = 0;  // what stopped an interrupted run (SIGTERM when another rank was asked)
     std::filesystem::path checkpoint;  // the last one written
 };
 
@@ -136,6 +142,8 @@ class Trainer {
   public:
     using Settings = TrainerSettings<Optimizer, Schedule, Precision>;
     using Callback = std::function<void(const StepReport&)>;
+    using State = TrainerState<typename Optimizer::Settings, typename Schedule::Settings>;
+    using RunTrajectory = Trajectory<typename Optimizer::Settings, typename Schedule::Settings>;
 
     Trainer(Model model, Settings settings)
         : model_(std::move(model)),
@@ -158,6 +166,8 @@ class Trainer {
     // This process's place in a data-parallel run (rank 0 of 1 alone).
     const distributed::ProcessGroup& group() const { return *group_; }
     void add_callback(Callback callback) { callbacks_.push_back(std::move(callback)); }
+    // How checkpoints are saved: with the training data's tokenizer once fit() has seen the data.
+    const io::SaveSettings& save_settings() const { return save_settings_; }
 
     std::int64_t total_steps(std::int64_t sequence_length) const {
         const auto& run = settings_.run;
@@ -218,10 +228,18 @@ class Trainer {
             remove_leftovers(output);
             remove_leftovers(output / "checkpoints");
         }
+        trajectory_ = {run.max_steps, run.token_budget, settings_.optimizer, settings_.schedule, {}, {}};
+        if constexpr (requires { train.identity(); }) trajectory_.dataset = train.identity();
+        if constexpr (requires { train.tokenizer_sha256(); })
+            trajectory_.tokenizer_sha256 = train.tokenizer_sha256();
+        // Checkpoints record the tokenizer they were trained with.
+        if constexpr (requires { train.vocab_size(); })
+            save_settings_.tokenizer =
+                io::TokenizerIdentity{trajectory_.tokenizer_sha256, train.vocab_size()};
         const bool resuming = !run.resume.empty();
         if (resuming) {
             const fs::path from = resume_directory(chief);
-            restore(from, optimizer, step, tokens, position);
+            restore(from, optimizer, step, tokens, position, train.size());
             if (chief)
                 std::fprintf(stderr, "resuming from %s at step %lld\n", from.string().c_str(),
                              (long long)step);
@@ -369,12 +387,13 @@ class Trainer {
             }
             if (stop) {
                 result.interrupted = true;
+                result.signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;
                 break;
             }
         }
         if (!result.interrupted && chief) {
             StagedDirectory final_model(output / "final");
-            io::save_model(model_, final_model.path());
+            io::save_model(model_, final_model.path(), save_settings_);
             final_model.commit();
         }
         group_->barrier("the barrier after writing the final model");
@@ -470,21 +489,22 @@ class Trainer {
                           std::int64_t tokens, DataPosition position, double loss) {
         const auto output = target.parent_path().parent_path();
         StagedDirectory staged(target);
-        io::save_model(model_, staged.path());
+        io::save_model(model_, staged.path(), save_settings_);
         io::save_safetensors(staged.path() / "optimizer.safetensors", optimizer.state());
         io::save_safetensors(staged.path() / "rng.safetensors", rng_state());
         const auto& run = settings_.run;
-        boost::json::object state{
-            {"step", step},
-            {"tokens", tokens},
-            {"loss", loss},
-            {"data", {{"epoch", position.epoch}, {"offset", position.offset}}},
-            {"seed", run.seed},
-            {"micro_batch", run.micro_batch},
-            {"grad_accum", run.grad_accum},
-            {"world_size", group_->size()},
-            {"torch", std::to_string(torch_version_major) + "." + std::to_string(torch_version_minor)}};
-        config::write_json_file(state, staged.path() / "trainer_state.json");
+        const State state{
+            .step = step,
+            .tokens = tokens,
+            .loss = loss,
+            .data = {position.epoch, position.offset},
+            .seed = run.seed,
+            .micro_batch = run.micro_batch,
+            .grad_accum = run.grad_accum,
+            .world_size = group_->size(),
+            .torch = std::to_string(torch_version_major) + "." + std::to_string(torch_version_minor),
+            .trajectory = trajectory_};
+        config::save(state, staged.path() / "trainer_state.json");
         staged.commit();
         auto kept = list_checkpoints(output);  // by step; the one just written stays whatever its rank
         std::erase(kept, target);
@@ -493,46 +513,63 @@ class Trainer {
     }
 
     void restore(const std::filesystem::path& dir, Optimizer& optimizer, std::int64_t& step,
-                 std::int64_t& tokens, DataPosition& position) {
+                 std::int64_t& tokens, DataPosition& position, std::int64_t dataset_size) {
         const auto file = dir / "trainer_state.json";
-        const auto state = config::read_json_file(file).as_object();
+        const State state = read_trainer_state<State>(file);
         const auto& run = settings_.run;
-        auto number = [&](const boost::json::object& o, const char* key) {
-            // An integer that fits, not any number: to_number throws a non-lumi error for 4.2 or 1e30
-            // (found by fuzz/trainer_state_fuzz.cpp).
-            const boost::json::value* value = o.if_contains(key);
-            if (!value || !(value->is_int64() || (value->is_uint64() && value->get_uint64() <= INT64_MAX)))
-                throw lumi::Error(file.string() + ": missing or not an integer: '" + key + "'");
-            return value->to_number<std::int64_t>();
-        };
+        // The data position counts global batches of this shape: it cannot carry over to another.
         std::vector<std::string> differences;
-        auto same = [&](const char* key, std::int64_t now) {
-            const auto then = number(state, key);
+        auto same = [&](const char* key, std::int64_t then, std::int64_t now) {
             if (then != now)
                 differences.push_back(std::string(key) + ": checkpoint " + std::to_string(then) + ", now " +
                                       std::to_string(now));
         };
-        same("seed", std::int64_t(run.seed));
-        same("micro_batch", run.micro_batch);
-        same("grad_accum", run.grad_accum);
-        same("world_size", group_->size());  // the data position counts global batches
-        if (!differences.empty()) {
-            std::string joined;
-            for (const auto& d : differences) joined += (joined.empty() ? "" : "; ") + d;
+        same("seed", std::int64_t(state.seed), std::int64_t(run.seed));
+        same("micro_batch", state.micro_batch, run.micro_batch);
+        same("grad_accum", state.grad_accum, run.grad_accum);
+        same("world_size", state.world_size, group_->size());
+        if (!differences.empty())
             throw lumi::Error(file.string() +
-                              ": cannot resume exactly with different run settings: " + joined);
-        }
+                              ": cannot resume exactly with different run settings: " + join(differences));
+        std::vector<std::string> changed;
+        if (state.trajectory)
+            json_differences("", config::to_json(*state.trajectory), config::to_json(trajectory_), changed);
+        else
+            changed.push_back("trajectory: missing (a checkpoint of an older lumi)");
+        if (!changed.empty() && !run.allow_changed_settings)
+            throw lumi::Error(
+                file.string() +
+                ": the settings that decide the run differ from the checkpoint's: " + join(changed) +
+                "; resume with the same settings, or set run.allow_changed_settings=true to "
+                "continue on another trajectory");
+        if (!changed.empty() && group_->rank() == 0)
+            std::fprintf(stderr, "resuming with changed settings (run.allow_changed_settings): %s\n",
+                         join(changed).c_str());
+        const std::int64_t global_batch = run.micro_batch * group_->size();
+        if (state.data.offset > dataset_size || state.data.offset % global_batch != 0)
+            throw config::ConfigError(file.string(), "data.offset",
+                                      std::to_string(state.data.offset) +
+                                          " is not a position in this dataset (" +
+                                          std::to_string(dataset_size) + " sequences, batches of " +
+                                          std::to_string(global_batch) + ")");
+        const auto rng_file = dir / "rng.safetensors";
+        if (!std::filesystem::exists(rng_file))
+            throw lumi::Error(rng_file.string() +
+                              ": missing: a checkpoint holds the random generators' state, without which the "
+                              "resumed run would not draw the same numbers");
         io::load_model(model_, dir);
         optimizer.load_state(io::load_safetensors(dir / "optimizer.safetensors").tensors,
                              (dir / "optimizer.safetensors").string());
-        if (std::filesystem::exists(dir / "rng.safetensors"))
-            restore_rng(io::load_safetensors(dir / "rng.safetensors").tensors);
-        step = number(state, "step");
-        tokens = number(state, "tokens");
-        if (!state.contains("data") || !state.at("data").is_object())
-            throw lumi::Error(file.string() + ": missing 'data'");
-        position = {number(state.at("data").as_object(), "epoch"),
-                    number(state.at("data").as_object(), "offset")};
+        restore_rng(io::load_safetensors(rng_file).tensors);
+        step = state.step;
+        tokens = state.tokens;
+        position = {state.data.epoch, state.data.offset};
+    }
+
+    static std::string join(const std::vector<std::string>& parts) {
+        std::string joined;
+        for (const auto& part : parts) joined += (joined.empty() ? "" : "; ") + part;
+        return joined;
     }
 
     Model model_;
@@ -540,6 +577,8 @@ class Trainer {
     torch::Device device_;
     distributed::ProcessGroup* group_ = nullptr;
     std::vector<Callback> callbacks_;
+    RunTrajectory trajectory_;
+    io::SaveSettings save_settings_;
 };
 
 // The common mix, as ensmallen names its own.
