@@ -1,6 +1,7 @@
 // Tokenisation throughput (MB/s of UTF-8 text) of Tokenizer::encode_batch on WikiText-2's validation split,
 // with 1 and 2 threads. A tokenizer (unigram, 2000 pieces) is trained once at start-up on 2 MB of Shakespeare
-// and WikiText-2's test split. Data: $LUMI_SHARED_DATA, else ../shared/data next to the source tree.
+// and WikiText-2's test split. Data: $LUMI_SHARED_DATA, else ../shared/data next to the source tree, else the
+// test fixtures (tests/data/fixtures: slices of both, WikiText-2's test slice also encoded).
 #include <benchmark/benchmark.h>
 
 #include <unistd.h>
@@ -41,13 +42,19 @@ struct Fixture {
 
     Fixture() {
         const fs::path data = data_dir();
-        if (!fs::exists(data / "wikitext-2/valid.txt") || !fs::exists(data / "shakespeare/input.txt")) {
-            error = "no shared data in " + data.string() + " (set LUMI_SHARED_DATA)";
+        // Without the whole data sets, the slices committed as test fixtures (a smaller corpus).
+        const bool shared = fs::exists(data / "wikitext-2/valid.txt") && fs::exists(data / "shakespeare/input.txt");
+        const fs::path fixtures = LUMI_FIXTURES_DIR;
+        const fs::path corpus_a = shared ? data / "shakespeare/input.txt" : fixtures / "shakespeare.txt";
+        const fs::path corpus_b = shared ? data / "wikitext-2/test.txt" : fixtures / "wikitext-2-test.txt";
+        const fs::path encoded = shared ? data / "wikitext-2/valid.txt" : fixtures / "wikitext-2-test.txt";
+        if (!fs::exists(corpus_a) || !fs::exists(corpus_b)) {
+            error = "no shared data in " + data.string() + " (set LUMI_SHARED_DATA) and no fixtures in " +
+                    fixtures.string();
             return;
         }
         root = fs::temp_directory_path() / ("lumi_tokenizer_bench_" + std::to_string(::getpid()));
-        std::string text =
-            lumi::read_file(data / "shakespeare/input.txt") + lumi::read_file(data / "wikitext-2/test.txt");
+        std::string text = lumi::read_file(corpus_a) + lumi::read_file(corpus_b);
         lumi::write_file_atomic(root / "corpus/train.txt", text.substr(0, text.rfind('\n', 2'000'000) + 1));
 
         lumi::tokenizer::TrainerSettings settings;
@@ -55,7 +62,7 @@ struct Fixture {
         settings.output = root / "tokenizer";
         settings.vocab_size = 2000;
         tokenizer = lumi::Tokenizer::load(lumi::tokenizer::train_tokenizer(settings).directory);
-        lines = lines_of(lumi::read_file(data / "wikitext-2/valid.txt"));
+        lines = lines_of(lumi::read_file(encoded));
         for (const auto& line : lines) bytes += line.size();
     }
     ~Fixture() {

@@ -301,7 +301,7 @@ TEST(PackedDataset, SizesThatWrapAround64BitsAreACorruptedHeader) {
     lumi::write_file_atomic(dir / "train_00000.bin", bytes);
     EXPECT_CONTAINS(
         error_of([&] { data::PackedDataset opened(dir); }),
-        "train_00000.bin: corrupted header: 2 sequences of 4611686018427387908 tokens do not fit");
+        "train_00000.bin: corrupted header: count 2 x sequence_length 4611686018427387908 x 2 bytes per token does not fit");
 }
 
 TEST(PackDataset, AMalformedLineNamesTheFileAndLineOrIsSkippedAndCounted) {

@@ -611,9 +611,10 @@ class BadInputResumeStage : public BadInputPretrain {
         write(state_file, lumi::config::format_json(s));
         before = snapshot(run_dir / "checkpoints");
     }
+    // The damaged checkpoint itself: `--resume` (latest) would skip it for step 1 with a warning.
     Outcome resume(const std::vector<std::string>& extra = {}) {
         auto args = extra;
-        args.push_back("--resume");
+        args.insert(args.end(), {"--set", "run.resume=" + state_file.parent_path().string()});
         return train(args, run_dir);
     }
     void TearDown() override {

@@ -50,4 +50,13 @@ TEST(Efficiency, PeakComesFromTheSettingsOrIsMeasuredOnce) {
     EXPECT_EQ(lumi::train::device_peak(torch::kCPU, torch::kFloat32).flops, measured.flops);  // cached
 }
 
+TEST(Efficiency, MeasuringThePeakDrawsNoRandomNumbers) {
+    // A run measures the peak at its start: it must not move the generator a resumed run is compared with.
+    torch::manual_seed(7);
+    const auto expected = torch::rand({4});
+    torch::manual_seed(7);
+    lumi::train::detail::measured_matmul_flops(torch::kCPU, torch::kFloat32);
+    EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
+}
+
 }  // namespace

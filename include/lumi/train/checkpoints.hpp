@@ -40,18 +40,24 @@ inline constexpr const char* checkpoint_files[] = {"model.safetensors", "optimiz
 inline std::int64_t checkpoint_step(const std::filesystem::path& dir) {
     namespace fs = std::filesystem;
     for (const char* name : checkpoint_files)
-        if (!fs::is_regular_file(dir / name)) throw Error((dir / name).string() + ": missing");
+        if (fs::is_directory(dir / name))
+            throw Error((dir / name).string() + ": is a directory, expected a file");
+        else if (!fs::is_regular_file(dir / name))
+            throw Error((dir / name).string() + ": missing");
     const fs::path state_file = dir / "trainer_state.json";
+    // The same checks and messages as the strict read at resume (state.hpp).
     const boost::json::value state = config::read_json_file(state_file);
-    const boost::json::value* step = state.is_object() ? state.get_object().if_contains("step") : nullptr;
-    if (!step || !(step->is_int64() || step->is_uint64()) ||
-        (step->is_int64() ? step->get_int64() < 0
-                          : step->get_uint64() > std::uint64_t(std::numeric_limits<std::int64_t>::max())))
-        throw Error(state_file.string() + ": 'step' must be a non-negative integer");
+    const std::string origin = state_file.string();  // Where holds a view of it
+    const config::detail::Where where{origin, ""};
+    if (!state.is_object()) where.fail("expected a JSON object (a checkpoint's trainer state)");
+    const boost::json::value* value = state.get_object().if_contains("step");
+    if (!value) where.at("step").fail("missing: a checkpoint's trainer state gives it");
+    const auto step = config::detail::read_integer<std::int64_t>(*value, where.at("step"));
+    if (step < 0) where.at("step").fail("must be >= 0, found " + std::to_string(step));
     for (const char* name : {"model.safetensors", "optimizer.safetensors", "rng.safetensors"})
         io::read_safetensors_header(dir / name);
     config::read_json_file(dir / "config.json");
-    return step->is_int64() ? step->get_int64() : std::int64_t(step->get_uint64());
+    return step;
 }
 
 // Every `step_*` directory of `<output>/checkpoints`, split into whole ones (by step) and torn ones.
