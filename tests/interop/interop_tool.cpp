@@ -134,6 +134,8 @@ int main(int argc, char** argv) {
     logits->add_option("--model", model_dir)->required();
     logits->add_option("--ids", ids_file, "safetensors file with an int64 'ids' [B, T]")->required();
     logits->add_option("--out", out, "safetensors file: ids, logits")->required();
+    bool no_config_check = false;
+    logits->add_flag("--no-config-check", no_config_check, "load without config.json (compare tensor shapes only)");
 
     auto* generate = app.add_subcommand("generate", "greedy continuations (KV cache) of prompts");
     generate->add_option("--preset", preset)->required();
@@ -180,7 +182,7 @@ int main(int argc, char** argv) {
         if (*logits)
             return with_preset(preset, [&]<ModelSpec S>() {
                 lumi::Transformer<S> model;
-                lumi::io::load_model(model, model_dir);
+                lumi::io::load_model(model, model_dir, {.check_config = !no_config_check});
                 const auto ids = read_ids(ids_file);
                 save_logits(out, ids, logits_of(model, ids));
                 return 0;

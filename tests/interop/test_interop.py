@@ -129,8 +129,8 @@ class TransformersToLumi(InteropCase):
         ids, out = self.dir / "ids.safetensors", self.dir / "lumi.safetensors"
         save_file({"ids": torch.zeros(1, 4, dtype=torch.int64)}, ids)
 
-        def load_as_nano():
-            arguments = ["--preset", "nano", "--model", directory, "--ids", ids, "--out", out]
+        def load_as_nano(*extra):
+            arguments = ["--preset", "nano", "--model", directory, "--ids", ids, "--out", out, *extra]
             return tool("logits", *arguments, check=False)
 
         result = load_as_nano()
@@ -140,9 +140,13 @@ class TransformersToLumi(InteropCase):
             self.assertIn(field, result.stderr)
         self.assertFalse(out.exists())
 
-        # Without config.json the tensors' shapes themselves are compared.
+        # Without config.json loading is refused, unless told to skip the check: then the tensors' shapes
+        # themselves are compared.
         (directory / "config.json").unlink()
         result = load_as_nano()
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("config.json: missing", result.stderr)
+        result = load_as_nano("--no-config-check")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("model.embed_tokens.weight: shape [1024, 96] in the checkpoint, [4096, 192] in the "
                       "model", result.stderr)

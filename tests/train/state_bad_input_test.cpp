@@ -145,6 +145,17 @@ TEST_F(BadInputResume, AMissingFieldIsAnErrorNotADefault) {
     EXPECT_CONTAINS(resume_error(), "trainer_state.json: data.epoch: missing");
 }
 
+TEST_F(BadInputResume, AMissingStepIsNamedWhetherLatestOrNamed) {
+    // Found by fuzz/trainer_state_fuzz.cpp: the check of a checkpoint's step read a freed file name.
+    auto s = state();
+    s.erase("step");
+    write_state(s);
+    EXPECT_CONTAINS(resume_error(), "trainer_state.json: step: missing");
+    auto named = settings;
+    named.run.resume = checkpoint.string();
+    EXPECT_CONTAINS(resume_error(named), "trainer_state.json: step: missing");
+}
+
 TEST_F(BadInputResume, AnUnknownFieldIsAnError) {
     auto s = state();
     s["stpe"] = 2;
