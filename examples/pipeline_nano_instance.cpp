@@ -4,5 +4,5 @@
 #include <lumi/presets.hpp>
 
 template lumi::pipeline::PipelineResult
-lumi::pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(lumi::pipeline::PipelineSettings,
-                                                                             lumi::pipeline::RunOptions);
+    lumi::pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(
+        lumi::pipeline::PipelineSettings, lumi::pipeline::RunOptions);

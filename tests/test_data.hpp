@@ -1,7 +1,7 @@
 #pragma once
 
-// Where tests find real text: small slices committed under tests/data/fixtures (every clone has them), and the
-// whole data sets of ../shared/data, which CI has and a user's clone does not.
+// Where tests find real text: small slices committed under tests/data/fixtures (every clone has them), and
+// the whole data sets of ../shared/data, which CI has and a user's clone does not.
 #include <filesystem>
 #include <string>
 
@@ -19,8 +19,8 @@ inline std::filesystem::path shared_data(const std::string& relative) {
 
 }  // namespace lumi::test
 
-// For tests named SharedData.* (CTest label shared-data): skips, naming what to provide, when a whole data set
-// is absent.
+// For tests named SharedData.* (CTest label shared-data): skips, naming what to provide, when a whole data
+// set is absent.
 #define LUMI_REQUIRE_SHARED_DATA(file)                                                                      \
     if (!std::filesystem::exists(file))                                                                     \
     GTEST_SKIP() << "needs the whole data set " << (file)                                                   \

@@ -43,7 +43,8 @@ struct Fixture {
     Fixture() {
         const fs::path data = data_dir();
         // Without the whole data sets, the slices committed as test fixtures (a smaller corpus).
-        const bool shared = fs::exists(data / "wikitext-2/valid.txt") && fs::exists(data / "shakespeare/input.txt");
+        const bool shared =
+            fs::exists(data / "wikitext-2/valid.txt") && fs::exists(data / "shakespeare/input.txt");
         const fs::path fixtures = LUMI_FIXTURES_DIR;
         const fs::path corpus_a = shared ? data / "shakespeare/input.txt" : fixtures / "shakespeare.txt";
         const fs::path corpus_b = shared ? data / "wikitext-2/test.txt" : fixtures / "wikitext-2-test.txt";

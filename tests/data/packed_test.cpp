@@ -299,9 +299,9 @@ TEST(PackedDataset, SizesThatWrapAround64BitsAreACorruptedHeader) {
     std::string bytes(reinterpret_cast<const char*>(&header), sizeof header);
     bytes += std::string(16, '\1');
     lumi::write_file_atomic(dir / "train_00000.bin", bytes);
-    EXPECT_CONTAINS(
-        error_of([&] { data::PackedDataset opened(dir); }),
-        "train_00000.bin: corrupted header: count 2 x sequence_length 4611686018427387908 x 2 bytes per token does not fit");
+    EXPECT_CONTAINS(error_of([&] { data::PackedDataset opened(dir); }),
+                    "train_00000.bin: corrupted header: count 2 x sequence_length 4611686018427387908 x 2 "
+                    "bytes per token does not fit");
 }
 
 TEST(PackDataset, AMalformedLineNamesTheFileAndLineOrIsSkippedAndCounted) {

@@ -529,9 +529,9 @@ TEST(SharedData, BoolqValidationParsesWhole) {
 TEST(Boolq, SliceScoresEndToEnd) {
     ByteTokenizer tokenizer;
     Flag model(tokenizer);
-    const auto r = eval::boolq(
-        model, tokenizer,
-        {.file = lumi::test::fixture("boolq_40.json"), .limit = 12, .batch = 4, .window = 256});
+    const auto r =
+        eval::boolq(model, tokenizer,
+                    {.file = lumi::test::fixture("boolq_40.json"), .limit = 12, .batch = 4, .window = 256});
     EXPECT_EQ(r.n, 12);
     EXPECT_GT(r.truncated, 0);  // passages are longer than 256 bytes
     EXPECT_GT(r.tokens, 0);

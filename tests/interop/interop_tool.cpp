@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
     logits->add_option("--ids", ids_file, "safetensors file with an int64 'ids' [B, T]")->required();
     logits->add_option("--out", out, "safetensors file: ids, logits")->required();
     bool no_config_check = false;
-    logits->add_flag("--no-config-check", no_config_check, "load without config.json (compare tensor shapes only)");
+    logits->add_flag("--no-config-check", no_config_check,
+                     "load without config.json (compare tensor shapes only)");
 
     auto* generate = app.add_subcommand("generate", "greedy continuations (KV cache) of prompts");
     generate->add_option("--preset", preset)->required();

@@ -7,11 +7,11 @@
 
 #include "../data/packing_test_util.hpp"
 #include "../model/test_specs.hpp"
-#include "test_data.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/data/sft.hpp"
 #include "lumi/lora/lora.hpp"
 #include "lumi/train/trainer.hpp"
+#include "test_data.hpp"
 
 namespace fs = std::filesystem;
 

@@ -54,9 +54,8 @@ void write(const fs::path& file, const std::string& text) {
 // shards.
 void write_corpus(const fs::path& dir) {
     fs::create_directories(dir);
-    const std::pair<fs::path, std::string> sources[] = {
-        {"shard_00000.jsonl", slice(shakespeare, 0, 150'000)},
-        {"shard_00001.jsonl", slice(wikitext, 0, 100'000)}};
+    const std::pair<fs::path, std::string> sources[] = {{"shard_00000.jsonl", slice(shakespeare, 0, 150'000)},
+                                                        {"shard_00001.jsonl", slice(wikitext, 0, 100'000)}};
     for (const auto& [name, text] : sources) {
         std::ofstream out(dir / name, std::ios::binary);
         std::string document;
@@ -100,8 +99,7 @@ class TokenizerTest : public ::testing::Test {
     // Held-out text: the fixtures' lines after the slices trained on.
     static std::vector<std::string> held_out_lines() {
         auto lines = lines_of(slice(shakespeare, 155'000, 8'000));
-        for (auto& line : lines_of(slice(wikitext, 105'000, 12'000)))
-            lines.push_back(line);
+        for (auto& line : lines_of(slice(wikitext, 105'000, 12'000))) lines.push_back(line);
         return lines;
     }
 

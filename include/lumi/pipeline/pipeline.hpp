@@ -1167,7 +1167,6 @@ PipelineResult run_pipeline(PipelineSettings settings, RunOptions options) {
 // Instantiated once in lumi's build (examples/pipeline_nano_instance.cpp), linked where this is defined.
 #include <lumi/presets.hpp>
 extern template lumi::pipeline::PipelineResult
-lumi::pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(lumi::pipeline::PipelineSettings,
-                                                                             lumi::pipeline::RunOptions);
+    lumi::pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(
+        lumi::pipeline::PipelineSettings, lumi::pipeline::RunOptions);
 #endif
-
