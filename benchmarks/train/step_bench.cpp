@@ -19,17 +19,23 @@ struct ForcedBFloat16 {
     }
 };
 
+// One training-step benchmark at batch x seq, in milliseconds of wall time.
+template <class Function>
+void register_step(const std::string& name, std::int64_t batch, std::int64_t seq, Function* function) {
+    benchmark::RegisterBenchmark(name.c_str(), function)
+        ->ArgNames({"batch", "seq"})
+        ->Args({batch, seq})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+}
+
 template <ModelSpec S>
 void add(const char* preset, std::int64_t batch, std::int64_t seq, bool bfloat16) {
     using Model = lumi::Transformer<S>;
     using lumi::bench::train_step;
     const std::string name = std::string("train_step/") + preset;
     auto add_one = [&](const std::string& variant, auto* function) {
-        benchmark::RegisterBenchmark((name + "/" + variant).c_str(), function)
-            ->ArgNames({"batch", "seq"})
-            ->Args({batch, seq})
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
+        register_step(name + "/" + variant, batch, seq, function);
     };
     add_one("full/float32", train_step<Model, LossKernel::full>);
     add_one("chunked/float32", train_step<Model, LossKernel::chunked>);
@@ -47,11 +53,7 @@ void add_cuda(const char* preset, std::int64_t batch, std::int64_t seq) {
     using lumi::bench::train_step;
     const std::string name = std::string("train_step_cuda/") + preset;
     auto add_one = [&](const std::string& variant, auto* function) {
-        benchmark::RegisterBenchmark((name + "/" + variant).c_str(), function)
-            ->ArgNames({"batch", "seq"})
-            ->Args({batch, seq})
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
+        register_step(name + "/" + variant, batch, seq, function);
     };
     add_one("chunked/bfloat16", train_step<Model, LossKernel::chunked, ForcedBFloat16, true>);
     add_one("full/bfloat16", train_step<Model, LossKernel::full, ForcedBFloat16, true>);
