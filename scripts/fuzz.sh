@@ -5,14 +5,22 @@
 # exception, timeout or out-of-memory; the input that caused it is kept in build-fuzz/artifacts/.
 #   scripts/fuzz.sh                       every target, 30 s each
 #   scripts/fuzz.sh 600 safetensors       one target for 10 minutes
+#   scripts/fuzz.sh runs=10000            every target for 10000 inputs from seed 1: the same inputs on every
+#                                         run, so a pass or a failure repeats (what scripts/test.sh runs)
 # The targets build against PyPI's torch 2.x (scripts/setup.sh --torch2; LUMI_TORCH2_VENV to use another):
 # Debian's LibTorch 1.13 headers do not compile with clang in C++20.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. scripts/parallel.sh
 
-seconds=${1:-30}
+budget=${1:-30}
 [ $# -gt 0 ] && shift
+case "$budget" in
+  runs=[1-9]*) limit=(-runs="${budget#runs=}" -seed=1); seconds=600; what="${budget#runs=} inputs from seed 1" ;;
+  [1-9]*) limit=(-max_total_time="$budget"); seconds=$budget; what="$budget s" ;;
+  *) echo "fuzz.sh: '$budget' is neither seconds nor runs=N" >&2; exit 2 ;;
+esac
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors packed_shard settings corpus_lines instructions hf_config trainer_state)
 build=build-fuzz
@@ -24,7 +32,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RE
   -DLUMI_BUILD_TESTS=OFF -DLUMI_BUILD_EXAMPLES=OFF -DLUMI_BUILD_BENCHMARKS=OFF -DLUMI_INSTALL=OFF \
   >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/lumi_fuzz_}"
-echo "=== fuzz: built in $(( $(date +%s) - start )) s; ${#targets[@]} targets, $seconds s each"
+echo "=== fuzz: built in $(( $(date +%s) - start )) s; ${#targets[@]} targets, $what each"
 
 # As in scripts/sanitize.sh, LibTorch needs nothing turned off; every finding is fatal.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
@@ -39,7 +47,7 @@ run() {
   mkdir -p "$corpus" "$scratch/$target"
   # A run that does not end (a hang outside any one input) is killed well after its time.
   if TMPDIR="$scratch/$target" timeout -s KILL $((seconds + 300)) "$build/fuzz/lumi_fuzz_$target" \
-       -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+       "${limit[@]}" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
        -artifact_prefix="$build/artifacts/$target-" "$corpus" "fuzz/corpus/$target" \
        >"$build/logs/$target.log" 2>&1; then
     echo "fuzz $target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$build/logs/$target.log" | tail -1)"
@@ -49,13 +57,5 @@ run() {
     return 1
   fi
 }
-failed=0
-pids=()
-for target in "${targets[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do sleep 1; done
-  run "$target" &
-  pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ "$failed" = 0 ] || { echo "=== fuzz: FAILED (reproduce: $build/fuzz/lumi_fuzz_<target> $build/artifacts/<file>)"; exit 1; }
+each_in_parallel run "${targets[@]}" || { echo "=== fuzz: FAILED (reproduce: $build/fuzz/lumi_fuzz_<target> $build/artifacts/<file>)"; exit 1; }
 echo "=== fuzz: every target ran clean, $(( $(date +%s) - start )) s in all"

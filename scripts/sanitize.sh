@@ -7,6 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. scripts/parallel.sh
 
 binaries=("$@")
 # The suites of lumi's own byte handling: files, settings, safetensors and checkpoints, corpus and packing,
@@ -44,13 +45,5 @@ run() {
     return 1
   fi
 }
-failed=0
-pids=()
-for binary in "${binaries[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do sleep 1; done
-  run "$binary" &
-  pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ "$failed" = 0 ] || { echo "=== sanitize: FAILED"; exit 1; }
+each_in_parallel run "${binaries[@]}" || { echo "=== sanitize: FAILED"; exit 1; }
 echo "=== sanitize: tests passed in $(( $(date +%s) - start )) s"

@@ -273,6 +273,17 @@ TEST(Override, SetsNestedKeysCreatingIntermediateObjects) {
     EXPECT_EQ(error_of([&] { apply_override(root, "a..b=1"); }), "--set a..b: empty key in the dotted path");
 }
 
+// Fuzz finding: a value with ill-formed UTF-8 loaded, then the settings written back were not JSON.
+TEST(Override, RefusesIllFormedUtf8InTheKeyOrTheValue) {
+    json::value root = json::object();
+    EXPECT_EQ(error_of([&] { apply_override(root, "sft.preset=fu\x98\x9a"); }),
+              "--set sft.preset: not valid UTF-8: an ill-formed byte sequence at byte 13 of the assignment");
+    EXPECT_EQ(error_of([&] { apply_override(root, "a\xC0\xAF=1"); }),
+              "--set: not valid UTF-8: an ill-formed byte sequence at byte 1 of the assignment");
+    apply_override(root, "name=h\xC3\xA9llo");
+    EXPECT_EQ(root, json::parse("{\"name\": \"h\xC3\xA9llo\"}"));
+}
+
 TEST_F(ConfigFiles, LoadAppliesTheFileThenEachSetInOrder) {
     const fs::path file = write("config.json", R"({"name": "file", "train": {"steps": 10, "seed": 3}})");
     const auto settings = load<Settings>(

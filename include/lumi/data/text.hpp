@@ -14,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "lumi/core/error.hpp"
+#include "lumi/core/utf8.hpp"
 
 namespace lumi::data {
 
@@ -23,59 +24,6 @@ enum class Whitespace { keep, collapse, single_line };
 
 inline constexpr std::string_view replacement_character = "\xEF\xBF\xBD";  // U+FFFD
 
-namespace detail {
-
-// Length of the well-formed UTF-8 sequence at `p` (Unicode Table 3-7), or 0 with `subpart` set to the
-// length of its maximal ill-formed subpart (at least 1), which becomes a single U+FFFD.
-inline std::size_t utf8_sequence(const unsigned char* p, std::size_t n, std::size_t& subpart) {
-    const unsigned char lead = p[0];
-    subpart = 1;
-    if (lead < 0x80) return 1;
-    std::size_t length = 0;
-    unsigned char low = 0x80, high = 0xBF;  // range of the second byte
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        if (lead == 0xE0) low = 0xA0;   // no overlongs
-        if (lead == 0xED) high = 0x9F;  // no surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        if (lead == 0xF0) low = 0x90;
-        if (lead == 0xF4) high = 0x8F;  // nothing above U+10FFFF
-    } else {
-        return 0;
-    }
-    for (std::size_t i = 1; i < length; ++i) {
-        const unsigned char lo = i == 1 ? low : 0x80, hi = i == 1 ? high : 0xBF;
-        if (i >= n || p[i] < lo || p[i] > hi) {
-            subpart = i;
-            return 0;
-        }
-    }
-    return length;
-}
-
-// Decodes the well-formed sequence of `length` bytes at `p`.
-inline char32_t decode(const unsigned char* p, std::size_t length) {
-    switch (length) {
-        case 1:
-            return p[0];
-        case 2:
-            return (char32_t(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-        case 3:
-            return (char32_t(p[0] & 0x0F) << 12) | (char32_t(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-        default:
-            return (char32_t(p[0] & 0x07) << 18) | (char32_t(p[1] & 0x3F) << 12) |
-                   (char32_t(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-    }
-}
-
-inline const unsigned char* bytes(std::string_view text) {
-    return reinterpret_cast<const unsigned char*>(text.data());
-}
-
-}  // namespace detail
 
 inline bool is_ascii(std::string_view text) {
     for (const char c : text)
@@ -92,10 +40,10 @@ inline std::size_t count_code_points(std::string_view utf8) {
 
 // Ill-formed subsequences, each counted once (as repair_utf8 would replace them).
 inline std::size_t count_invalid_utf8(std::string_view text) {
-    const unsigned char* p = detail::bytes(text);
+    const unsigned char* p = utf8::bytes(text);
     std::size_t invalid = 0;
     for (std::size_t i = 0, subpart = 0; i < text.size();) {
-        const std::size_t length = detail::utf8_sequence(p + i, text.size() - i, subpart);
+        const std::size_t length = utf8::sequence(p + i, text.size() - i, subpart);
         invalid += length == 0;
         i += length == 0 ? subpart : length;
     }
@@ -105,12 +53,12 @@ inline std::size_t count_invalid_utf8(std::string_view text) {
 // Each maximal ill-formed subpart replaced by U+FFFD (the Unicode and WHATWG practice); `replaced` counts
 // them.
 inline std::string repair_utf8(std::string_view text, std::size_t* replaced = nullptr) {
-    const unsigned char* p = detail::bytes(text);
+    const unsigned char* p = utf8::bytes(text);
     std::string out;
     out.reserve(text.size());
     std::size_t count = 0;
     for (std::size_t i = 0, subpart = 0; i < text.size();) {
-        const std::size_t length = detail::utf8_sequence(p + i, text.size() - i, subpart);
+        const std::size_t length = utf8::sequence(p + i, text.size() - i, subpart);
         if (length == 0) {
             out += replacement_character;
             ++count;
@@ -131,7 +79,7 @@ inline std::string nfkc(std::string_view utf8) {
     utf8proc_uint8_t* mapped = nullptr;
     const auto options = static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
     const utf8proc_ssize_t length =
-        utf8proc_map(detail::bytes(utf8), static_cast<utf8proc_ssize_t>(utf8.size()), &mapped, options);
+        utf8proc_map(utf8::bytes(utf8), static_cast<utf8proc_ssize_t>(utf8.size()), &mapped, options);
     if (length < 0) throw lumi::Error(std::string("NFKC normalisation failed: ") + utf8proc_errmsg(length));
     const std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owner(mapped, &std::free);
     return std::string(reinterpret_cast<const char*>(mapped), static_cast<std::size_t>(length));
@@ -141,15 +89,15 @@ inline std::string nfkc(std::string_view utf8) {
 // U+2029 is a paragraph break. Control characters other than these, U+200B and U+FEFF are removed.
 inline std::string normalize_whitespace(std::string_view utf8, Whitespace mode = Whitespace::collapse) {
     if (mode == Whitespace::keep) return std::string(utf8);
-    const unsigned char* p = detail::bytes(utf8);
+    const unsigned char* p = utf8::bytes(utf8);
     std::string out;
     out.reserve(utf8.size());
     bool pending_space = false;
     int pending_breaks = 0;
     for (std::size_t i = 0, subpart = 0; i < utf8.size();) {
-        std::size_t length = detail::utf8_sequence(p + i, utf8.size() - i, subpart);
+        std::size_t length = utf8::sequence(p + i, utf8.size() - i, subpart);
         // Ill-formed bytes (not expected after repair) pass through unchanged, as ordinary text.
-        const char32_t c = length == 0 ? 0xFFFD : detail::decode(p + i, length);
+        const char32_t c = length == 0 ? 0xFFFD : utf8::decode(p + i, length);
         if (length == 0) length = subpart;
         const std::string_view bytes = utf8.substr(i, length);
         i += length;
