@@ -16,11 +16,13 @@ cd "$root"
 
 budget=${1:-30}
 [ $# -gt 0 ] && shift
-case "$budget" in
-  runs=[1-9]*) limit=(-runs="${budget#runs=}" -seed=1); seconds=600; what="${budget#runs=} inputs from seed 1" ;;
-  [1-9]*) limit=(-max_total_time="$budget"); seconds=$budget; what="$budget s" ;;
-  *) echo "fuzz.sh: '$budget' is neither seconds nor runs=N" >&2; exit 2 ;;
-esac
+if [[ $budget =~ ^runs=[1-9][0-9]*$ ]]; then
+  limit=(-runs="${budget#runs=}" -seed=1); seconds=600; what="${budget#runs=} inputs from seed 1"
+elif [[ $budget =~ ^[1-9][0-9]*$ ]]; then
+  limit=(-max_total_time="$budget"); seconds=$budget; what="$budget s"
+else
+  echo "fuzz.sh: '$budget' is neither seconds nor runs=N" >&2; exit 2
+fi
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors packed_shard settings corpus_lines instructions hf_config trainer_state)
 build=build-fuzz

@@ -567,12 +567,12 @@ inline Assignment parse_assignment(std::string_view assignment) {
         throw ConfigError("--set " + std::string(assignment), "",
                           "expected key=value, e.g. optimizer.lr=3e-4");
     // Settings are written back as JSON (checkpoints' config.json), which must be UTF-8 to be read again.
-    if (const auto bad = utf8::first_invalid(assignment)) {
-        const std::string_view key = assignment.substr(0, equals);
-        throw ConfigError(utf8::first_invalid(key) ? std::string("--set") : "--set " + std::string(key), "",
-                          "not valid UTF-8: an ill-formed byte sequence at byte " + std::to_string(*bad) +
-                              " of the assignment");
-    }
+    // The key is named only when the bad bytes lie after the `=`.
+    if (const auto bad = utf8::first_invalid(assignment))
+        throw ConfigError(
+            *bad < equals ? std::string("--set") : "--set " + std::string(assignment.substr(0, equals)), "",
+            "not valid UTF-8: an ill-formed byte sequence at byte " + std::to_string(*bad) +
+                " of the assignment");
     Assignment parsed{std::string(assignment.substr(0, equals)), {}, {}};
     for (std::size_t begin = 0;;) {
         const std::size_t dot = parsed.path.find('.', begin);
