@@ -11,7 +11,8 @@ set(stages
   "lumi_prepare_sft|07a (instruction corpus)|lumi::data::SftSettings"
   "lumi_train_sft_nano|07b (LoRA or full fine-tuning, `lumi_train_sft_<preset>`)|lumi::train::FinetuneSettings<>"
   "lumi_generate_nano|generation (`lumi_generate_<preset>`)|GenerateSettings (examples/generate.cpp)"
-  "lumi_pipeline_nano|the whole pipeline (defaults: the embedded nano run)|lumi::pipeline::PipelineSettings")
+  "lumi_pipeline_nano|the whole pipeline (defaults: the embedded nano run)|lumi::pipeline::PipelineSettings"
+  "lumi_export_gguf|GGUF export for llama.cpp|lumi::io::GgufExportSettings")
 
 set(text "# Configuration reference\n\n")
 string(APPEND text "Generated from the settings structs by each binary's `--describe`; do not edit: "

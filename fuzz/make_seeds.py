@@ -149,3 +149,63 @@ state = {"step": 1, "tokens": 18, "loss": 4.1, "data": {"epoch": 0, "offset": 2}
 put("trainer_state", "step_1", json.dumps(state, indent=2))
 put("trainer_state", "finished", json.dumps(dict(state, step=2, tokens=36, data={"epoch": 0, "offset": 4})))
 put("trainer_state", "next_epoch", json.dumps(dict(state, data={"epoch": 3, "offset": 6})))
+
+
+def gguf_string(s):
+    s = s.encode()
+    return struct.pack("<Q", len(s)) + s
+
+
+def gguf(metadata, tensors):
+    """A GGUF v3 file: metadata [(key, type, payload bytes)], tensors [(name, dims, ggml type, data)]."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
+    for key, kind, payload in metadata:
+        head += gguf_string(key) + struct.pack("<I", kind) + payload
+    data, offsets = b"", []
+    for name, dims, kind, blob in tensors:
+        offsets.append(len(data))
+        data += blob + b"\0" * (-len(blob) % 32)
+    for (name, dims, kind, blob), offset in zip(tensors, offsets):
+        head += gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+        head += struct.pack("<IQ", kind, offset)
+    return head + b"\0" * (-len(head) % 32) + data
+
+
+q8_0_block = struct.pack("<e", 0.5) + bytes(range(32))
+put("gguf", "every_type", gguf(
+    [("general.architecture", 8, gguf_string("llama")), ("llama.block_count", 4, struct.pack("<I", 1)),
+     ("a.f32", 6, struct.pack("<f", 1e-5)), ("a.bool", 7, b"\x01"), ("a.i64", 11, struct.pack("<q", -3)),
+     ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 2) + gguf_string("<unk>") + gguf_string("\u2581a")),
+     ("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, 2) + struct.pack("<2f", 0.0, -1.5))],
+    [("token_embd.weight", [4, 2], 0, struct.pack("<8f", *range(8))),
+     ("blk.0.attn_q.weight", [32, 1], 8, q8_0_block),
+     ("output_norm.weight", [4], 1, struct.pack("<4e", 1, 2, 3, 4)),
+     ("output.weight", [2, 2], 30, struct.pack("<4H", 0x3F80, 0x4000, 0x4040, 0x4080))]))
+put("gguf", "aligned_64", gguf([("general.alignment", 4, struct.pack("<I", 64))], []))
+
+
+def proto_varint(n):
+    out = b""
+    while True:
+        out += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return out
+
+
+def proto_field(number, wire, payload):
+    key = proto_varint(number << 3 | wire)
+    return key + (proto_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def spm_piece(piece, score, kind):
+    return proto_field(1, 2, proto_field(1, 2, piece.encode()) + proto_field(2, 5, struct.pack("<f", score)) +
+                       proto_field(3, 0, proto_varint(kind)))
+
+
+put("spm_model", "unigram", b"".join([
+    spm_piece("<unk>", 0.0, 2), spm_piece("<s>", 0.0, 3),
+    spm_piece("<0x41>", 0.0, 6), spm_piece("\u2581the", -3.25, 1),
+    proto_field(2, 2, proto_field(3, 0, proto_varint(1)) + proto_field(35, 0, proto_varint(1))),
+    proto_field(3, 2, proto_field(1, 2, b"nmt_nfkc") + proto_field(2, 2, b"\x04\0\0\0abcdxyz") +
+                proto_field(4, 0, proto_varint(0)))]))

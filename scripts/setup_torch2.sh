@@ -35,4 +35,18 @@ then
   "$venv/bin/pip" install -q "${interop[@]}"
   echo "setup_torch2.sh: interop libraries installed in $(( $(date +%s) - start )) s"
 fi
+# GGUF's peers: the gguf package (llama.cpp's own reader) and llama-cpp-python, which compiles llama.cpp
+# (about 4 minutes on two cores; the built wheel stays in the environment). Built for the baseline x86-64
+# instruction set, so an environment moved to another CPU still runs.
+gguf_peers=(gguf==0.19.0 llama-cpp-python==0.3.16)
+if ! "$venv/bin/python" - "${gguf_peers[@]}" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+sys.exit(0 if all(md.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
+PY
+then
+  echo "setup_torch2.sh: installing ${gguf_peers[*]} (llama-cpp-python builds llama.cpp)"
+  start=$(date +%s)
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/pip" install -q "${gguf_peers[@]}"
+  echo "setup_torch2.sh: GGUF peers installed in $(( $(date +%s) - start )) s"
+fi
 echo "setup_torch2.sh: configure lumi with -DLUMI_TORCH2_VENV=$venv"

@@ -15,6 +15,8 @@
 #include <lumi/eval/results.hpp>
 #include <lumi/eval/scoring.hpp>
 #include <lumi/eval/smoke.hpp>
+#include <lumi/io/gguf.hpp>
+#include <lumi/io/gguf_export.hpp>
 #include <lumi/io/hf_config.hpp>
 #include <lumi/io/model_io.hpp>
 #include <lumi/io/safetensors.hpp>
@@ -23,5 +25,6 @@
 #include <lumi/model/loss.hpp>
 #include <lumi/model/spec.hpp>
 #include <lumi/model/transformer.hpp>
+#include <lumi/tokenizer/spm_model.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>

@@ -3,6 +3,8 @@
 //   lumi_interop_tool config|export|logits|generate --preset nano ...   a dense model of a preset
 //   lumi_interop_tool tokenizer ...                                     train, encode, decode
 //   lumi_interop_tool lora-export|lora-logits ...                       nano with nano_lora
+//   lumi_interop_tool gguf --set checkpoint=... --set tokenizer=...      lumi::io::export_gguf (llama.cpp)
+//   lumi_interop_tool train --tokenizer ... --input text --out dir      nano trained briefly on a text
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -14,6 +16,7 @@
 #include <lumi/config/config.hpp>
 #include <lumi/core/error.hpp>
 #include <lumi/eval/generate.hpp>
+#include <lumi/io/gguf_export.hpp>
 #include <lumi/io/hf_config.hpp>
 #include <lumi/io/model_io.hpp>
 #include <lumi/io/safetensors.hpp>
@@ -163,6 +166,19 @@ int main(int argc, char** argv) {
     lora_logits->add_option("--ids", ids_file)->required();
     lora_logits->add_option("--out", out)->required();
 
+    std::string tokenizer_dir;
+    std::int64_t steps = 120;
+    auto* train = app.add_subcommand("train", "train nano briefly on a text, so its predictions are peaked");
+    train->add_option("--tokenizer", tokenizer_dir)->required();
+    train->add_option("--input", input, "training text")->required();
+    train->add_option("--steps", steps);
+    train->add_option("--seed", seed);
+    train->add_option("--out", out, "checkpoint directory")->required();
+
+    std::vector<std::string> sets;
+    auto* gguf = app.add_subcommand("gguf", "export a checkpoint and its tokenizer as GGUF");
+    gguf->add_option("--set", sets, "a GgufExportSettings field: key=value (repeatable)")->required();
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (*config)
@@ -202,6 +218,42 @@ int main(int argc, char** argv) {
                 lumi::config::write_json_file(id_rows_json(rows), out);
                 return 0;
             });
+        if (*train) {
+            constexpr ModelSpec S = lumi::presets::nano;
+            const auto tok = lumi::Tokenizer::load(tokenizer_dir);
+            const auto encoded = tok.encode(lumi::read_file(input));
+            const auto ids = torch::tensor(std::vector<std::int64_t>(encoded.begin(), encoded.end()));
+            constexpr std::int64_t rows = 8, length = 64;
+            if (ids.numel() < 2 * length) throw lumi::Error(input + ": too short to train on");
+            lumi::Transformer<S> model(lumi::InitSettings{.seed = seed});
+            torch::optim::AdamW optimizer(model->parameters(),
+                                          torch::optim::AdamWOptions(3e-3).weight_decay(0.0));
+            auto gen = lumi::make_generator(seed + 1);
+            double loss = 0;
+            for (std::int64_t step = 0; step < steps; ++step) {
+                const auto starts = torch::randint(ids.numel() - length - 1, {rows}, gen, torch::kInt64);
+                std::vector<torch::Tensor> windows;
+                for (std::int64_t r = 0; r < rows; ++r)
+                    windows.push_back(ids.narrow(0, starts[r].item<std::int64_t>(), length + 1));
+                const auto batch = torch::stack(windows);
+                auto result = model->forward(batch.narrow(1, 0, length), batch.narrow(1, 1, length));
+                optimizer.zero_grad();
+                result.loss.backward();
+                optimizer.step();
+                loss = result.loss.item<double>();
+            }
+            lumi::io::SaveSettings save;
+            save.tokenizer = lumi::io::TokenizerIdentity{tok.sha256(), tok.vocab_size()};
+            lumi::io::save_model(model, out, save);
+            std::cout << "loss " << loss << "\n";
+            return 0;
+        }
+        if (*gguf) {
+            const auto settings = lumi::config::load<lumi::io::GgufExportSettings>(std::nullopt, sets);
+            const auto report = lumi::io::export_gguf(settings);
+            std::cout << report.tokenizer_model << " " << report.tensors << " " << report.bytes << "\n";
+            return 0;
+        }
         if (*tokenizer) {
             lumi::tokenizer::TrainerSettings settings;
             settings.input = input;
