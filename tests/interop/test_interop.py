@@ -373,6 +373,27 @@ class Gguf(InteropCase):
         import gguf
         reader = gguf.GGUFReader(self.files["q8_0"])
         field = lambda name: reader.fields[name].contents()
+        self.assertEqual([k for k in reader.fields if not k.startswith("GGUF.")], [
+            "general.architecture", "general.type", "general.name", "general.file_type",
+            "general.quantization_version", "llama.vocab_size", "llama.context_length", "llama.embedding_length",
+            "llama.block_count", "llama.feed_forward_length", "llama.attention.head_count",
+            "llama.attention.head_count_kv", "llama.rope.dimension_count", "llama.rope.freq_base",
+            "llama.attention.layer_norm_rms_epsilon", "tokenizer.ggml.model", "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token", "tokenizer.ggml.add_space_prefix",
+            "tokenizer.ggml.remove_extra_whitespaces", "tokenizer.ggml.precompiled_charsmap", "lumi.spec",
+            "lumi.tokenizer_sha256"])
+        block = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                 "ffn_down"]
+        self.assertEqual([t.name for t in reader.tensors],
+                         ["token_embd.weight"] + [f"blk.{i}.{b}.weight" for i in range(4) for b in block] +
+                         ["output_norm.weight", "output.weight"])
+        self.assertEqual(field("llama.embedding_length"), 192)
+        self.assertEqual(field("llama.feed_forward_length"), 768)
+        self.assertEqual(field("llama.context_length"), 256)
+        self.assertEqual(field("llama.rope.dimension_count"), 64)
+        self.assertEqual(field("general.file_type"), 7)
         self.assertEqual(field("general.architecture"), "llama")
         self.assertEqual(field("general.name"), "lumi-nano")
         self.assertEqual(field("llama.block_count"), 4)

@@ -405,6 +405,12 @@ TEST_F(Gguf, BadInputIsAnErrorNamingWhat) {
     EXPECT_TRUE(contains(error, "model.norm.weight: holds NaN")) << error;
     EXPECT_TRUE(contains(error, "unexpected tensor model.layers.0.mlp.extra.weight")) << error;
     EXPECT_FALSE(fs::exists(root / "edited.gguf"));
+    // A failed export leaves a file already there as it was.
+    lumi::write_file_atomic(root / "kept.gguf", "the old file");
+    EXPECT_FALSE(error_of([&] { lumi::io::export_gguf(settings("edited", "kept.gguf")); }).empty());
+    EXPECT_EQ(lumi::read_file(root / "kept.gguf"), "the old file");
+    for (const auto& entry : fs::directory_iterator(root))
+        EXPECT_FALSE(entry.path().filename().string().starts_with(".kept.gguf")) << entry.path();
 
     // A checkpoint trained with another tokenizer.
     lumi::io::SaveSettings other;
