@@ -379,6 +379,10 @@ TEST_F(Gguf, BadInputIsAnErrorNamingWhat) {
     lumi::write_file_atomic(root / "not.gguf", "GGML and more");
     EXPECT_TRUE(
         contains(error_of([&] { lumi::io::read_gguf(root / "not.gguf"); }), "not.gguf: not a GGUF file"));
+    // Fuzz finding: an alignment of 0 divided by zero.
+    const fs::path seeds = fs::path(LUMI_SOURCE_DIR) / "fuzz" / "corpus";
+    EXPECT_TRUE(contains(error_of([&] { lumi::io::read_gguf(seeds / "gguf" / "alignment_zero"); }),
+                         "alignment_zero: general.alignment 0 is not a multiple of 8"));
     EXPECT_TRUE(contains(error_of([] { lumi::tokenizer::parse_spm_model("\x0a\xff", "spm.model"); }),
                          "spm.model: not a SentencePiece model"));
 

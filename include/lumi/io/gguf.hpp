@@ -30,8 +30,8 @@ namespace lumi::io {
 
 inline constexpr std::string_view gguf_magic = "GGUF";
 inline constexpr std::uint32_t gguf_version = 3;
-inline constexpr std::uint64_t gguf_alignment =
-    32;                                         // GGUF_DEFAULT_ALIGNMENT: general.alignment is not written
+// GGUF_DEFAULT_ALIGNMENT; lumi does not write general.alignment.
+inline constexpr std::uint64_t gguf_alignment = 32;
 inline constexpr std::int64_t q8_0_block = 32;  // QK8_0: values per block, one float16 scale each
 
 // gguf_type: the type of a metadata value.
@@ -401,8 +401,11 @@ class GgufFile {
             g.tensors.push_back(std::move(info));
         }
         std::uint64_t alignment = gguf_alignment;
-        if (const auto* a = g.find("general.alignment"); a && a->type == GgufValueType::u32)
+        if (const auto* a = g.find("general.alignment"); a && a->type == GgufValueType::u32) {
             alignment = a->as_unsigned();
+            if (alignment == 0 || alignment % 8 != 0)
+                c.fail("general.alignment " + std::to_string(alignment) + " is not a multiple of 8");
+        }
         g.data_start_ = c.at + detail::padding_to(c.at, alignment);
         for (const auto& t : g.tensors) {
             const std::uint64_t size = gguf_tensor_bytes(t.type, t.elements());
