@@ -16,6 +16,7 @@
 #include <lumi/tokenizer/trainer.hpp>
 
 #include "test_data.hpp"
+#include "test_errors.hpp"
 
 namespace {
 
@@ -45,20 +46,8 @@ inline constexpr lumi::ModelSpec tied_spec{.vocab_size = 400,
                                            .tie_embeddings = true};
 inline constexpr std::int32_t tokenizer_vocab = 400;
 
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const lumi::Error& error) {
-        return error.what();
-    }
-    ADD_FAILURE() << "expected a lumi::Error";
-    return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using lumi::test::contains;
+using lumi::test::error_of;
 
 // One tokenizer and one checkpoint per test binary run: training SentencePiece takes a second.
 class Gguf : public ::testing::Test {
