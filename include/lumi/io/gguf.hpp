@@ -33,6 +33,7 @@ inline constexpr std::uint32_t gguf_version = 3;
 // GGUF_DEFAULT_ALIGNMENT; lumi does not write general.alignment.
 inline constexpr std::uint64_t gguf_alignment = 32;
 inline constexpr std::int64_t q8_0_block = 32;  // QK8_0: values per block, one float16 scale each
+inline constexpr std::int64_t q8_0_block_bytes = 2 + q8_0_block;  // sizeof(block_q8_0)
 
 // gguf_type: the type of a metadata value.
 enum class GgufValueType : std::uint32_t {
@@ -54,20 +55,6 @@ enum class GgufValueType : std::uint32_t {
 // ggml_type: the tensor types lumi writes.
 enum class GgufTensorType : std::uint32_t { f32 = 0, f16 = 1, q8_0 = 8, bf16 = 30 };
 
-inline std::string_view gguf_type_name(GgufTensorType type) {
-    switch (type) {
-        case GgufTensorType::f32:
-            return "F32";
-        case GgufTensorType::f16:
-            return "F16";
-        case GgufTensorType::q8_0:
-            return "Q8_0";
-        case GgufTensorType::bf16:
-            return "BF16";
-    }
-    return "unknown";
-}
-
 // Bytes of `elements` values of `type` (a multiple of q8_0_block for Q8_0).
 inline std::uint64_t gguf_tensor_bytes(GgufTensorType type, std::uint64_t elements) {
     switch (type) {
@@ -77,7 +64,7 @@ inline std::uint64_t gguf_tensor_bytes(GgufTensorType type, std::uint64_t elemen
         case GgufTensorType::bf16:
             return 2 * elements;
         case GgufTensorType::q8_0:
-            return elements / q8_0_block * (2 + q8_0_block);
+            return elements / q8_0_block * q8_0_block_bytes;
     }
     return 0;
 }
@@ -145,7 +132,7 @@ inline std::string quantize_q8_0(const float* values, std::int64_t count) {
         throw Error("Q8_0: " + std::to_string(count) + " values are not whole blocks of " +
                     std::to_string(q8_0_block));
     std::string out;
-    out.reserve(std::size_t(count / q8_0_block * (2 + q8_0_block)));
+    out.reserve(std::size_t(count / q8_0_block * q8_0_block_bytes));
     for (std::int64_t b = 0; b < count; b += q8_0_block) {
         float amax = 0.0f;
         for (std::int64_t j = 0; j < q8_0_block; ++j) amax = std::max(amax, std::fabs(values[b + j]));
@@ -159,7 +146,7 @@ inline std::string quantize_q8_0(const float* values, std::int64_t count) {
 }
 
 inline std::vector<float> dequantize_q8_0(std::string_view bytes) {
-    const std::size_t block_bytes = 2 + q8_0_block;
+    const auto block_bytes = std::size_t(q8_0_block_bytes);
     if (bytes.size() % block_bytes != 0)
         throw Error("Q8_0: " + std::to_string(bytes.size()) + " bytes are not whole blocks of " +
                     std::to_string(block_bytes));
