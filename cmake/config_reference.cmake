@@ -10,6 +10,8 @@ set(stages
   "lumi_evaluate_nano|06, 08 (evaluation, `lumi_evaluate_<preset>`)|EvaluateSettings (examples/evaluate.cpp)"
   "lumi_prepare_sft|07a (instruction corpus)|lumi::data::SftSettings"
   "lumi_train_sft_nano|07b (LoRA or full fine-tuning, `lumi_train_sft_<preset>`)|lumi::train::FinetuneSettings<>"
+  "lumi_prepare_dpo|preference pairs for DPO|lumi::data::PreferenceSettings"
+  "lumi_train_dpo_nano|preference optimisation (DPO or IPO, `lumi_train_dpo_<preset>`)|lumi::train::DpoStageSettings<>"
   "lumi_generate_nano|generation (`lumi_generate_<preset>`)|GenerateSettings (examples/generate.cpp)"
   "lumi_pipeline_nano|the whole pipeline (defaults: the embedded nano run)|lumi::pipeline::PipelineSettings"
   "lumi_export_gguf|GGUF export for llama.cpp|lumi::io::GgufExportSettings")

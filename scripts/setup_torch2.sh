@@ -35,6 +35,19 @@ then
   "$venv/bin/pip" install -q "${interop[@]}"
   echo "setup_torch2.sh: interop libraries installed in $(( $(date +%s) - start )) s"
 fi
+# DPO's peer: TRL 0.28, the last line whose DPOTrainer has cDPO's label-smoothed sigmoid loss (1.x dropped it),
+# with the datasets and accelerate it needs; installed beside the pins above so pip keeps transformers 4.57.
+dpo_peers=(trl==0.28.0 datasets==5.0.1 accelerate==1.16.0)
+if ! "$venv/bin/python" - "${dpo_peers[@]}" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+sys.exit(0 if all(md.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
+PY
+then
+  echo "setup_torch2.sh: installing ${dpo_peers[*]}"
+  start=$(date +%s)
+  "$venv/bin/pip" install -q "${dpo_peers[@]}" "${interop[@]}"
+  echo "setup_torch2.sh: DPO peers installed in $(( $(date +%s) - start )) s"
+fi
 # GGUF's peers: the gguf package (llama.cpp's own reader) and llama-cpp-python, which compiles llama.cpp
 # (about 4 minutes on two cores; the built wheel stays in the environment). Built for the baseline x86-64
 # instruction set, so an environment moved to another CPU still runs.

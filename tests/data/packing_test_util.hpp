@@ -14,6 +14,7 @@
 #include "lumi/core/files.hpp"
 #include "lumi/core/sha256.hpp"
 #include "lumi/data/pack.hpp"
+#include "test_errors.hpp"
 
 namespace lumi::test {
 
@@ -68,23 +69,6 @@ inline void write_jsonl(const fs::path& file, const std::vector<std::string>& te
     for (const std::string& text : texts)
         out += boost::json::serialize(boost::json::object{{"text", text}}) + "\n";
     lumi::write_file_atomic(file, out);
-}
-
-inline ::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
-#define EXPECT_CONTAINS(text, part) EXPECT_TRUE(::lumi::test::contains(text, part))
-
-// The error's message, or "" when f does not throw lumi::Error.
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const lumi::Error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 }  // namespace lumi::test

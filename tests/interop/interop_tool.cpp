@@ -5,6 +5,7 @@
 //   lumi_interop_tool lora-export|lora-logits ...                       nano with nano_lora
 //   lumi_interop_tool gguf --set checkpoint=... --set tokenizer=...      lumi::io::export_gguf (llama.cpp)
 //   lumi_interop_tool train --tokenizer ... --input text --out dir      nano trained briefly on a text
+//   lumi_interop_tool dpo --loss sigmoid|ipo --beta B --out dir        lumi::Dpo on nano + nano_lora (TRL)
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -26,6 +27,7 @@
 #include <lumi/presets/tiny.hpp>
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>
+#include <lumi/train/dpo.hpp>
 
 namespace {
 
@@ -179,6 +181,16 @@ int main(int argc, char** argv) {
     auto* gguf = app.add_subcommand("gguf", "export a checkpoint and its tokenizer as GGUF");
     gguf->add_option("--set", sets, "a GgufExportSettings field: key=value (repeatable)")->required();
 
+    std::string loss_type = "sigmoid";
+    double beta = 0.1, label_smoothing = 0.0;
+    auto* dpo = app.add_subcommand(
+        "dpo", "nano + nano_lora, random adapter: base/, adapter/, pairs.json; lumi's DPO loss, metrics, gradients");
+    dpo->add_option("--seed", seed);
+    dpo->add_option("--loss", loss_type)->check(CLI::IsMember({"sigmoid", "ipo"}));
+    dpo->add_option("--beta", beta);
+    dpo->add_option("--label-smoothing", label_smoothing);
+    dpo->add_option("--out", out, "directory: base/, adapter/, pairs.json, dpo.json, grads.safetensors")->required();
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (*config)
@@ -290,6 +302,77 @@ int main(int argc, char** argv) {
             lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "merged");
             const auto ids = fixed_ids(S.vocab_size, seed + 2);
             save_logits(fs::path(out) / "logits.safetensors", ids, logits_of(model, ids));
+            return 0;
+        }
+        if (*dpo) {
+            lumi::Transformer<S, lumi::Lora<L>> model(lumi::InitSettings{.seed = seed, .std = init_std});
+            auto gen = lumi::make_generator(seed + 1);
+            perturb_norms(model, gen);
+            lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "base");
+            {
+                torch::NoGradGuard no_grad;
+                for (auto& item : model->named_parameters())
+                    if (item.key().ends_with("lora_B.weight")) item.value().normal_(0.0, 0.1, gen);
+            }
+            lumi::lora::save_adapter(model, fs::path(out) / "adapter", (fs::path(out) / "base").string());
+            // Three pairs of varied lengths, laid out as PreferenceDataset does: chosen rows, then rejected.
+            constexpr std::int64_t pairs = 3;
+            auto draw = [&](std::int64_t low, std::int64_t high) {
+                const auto n = torch::randint(low, high + 1, {1}, gen, torch::kInt64).item<std::int64_t>();
+                const auto ids = torch::randint(4, S.vocab_size, {n}, gen, torch::kInt64);
+                return std::vector<std::int64_t>(ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + n);
+            };
+            std::vector<std::vector<std::int64_t>> prompts, responses[2];
+            boost::json::array records;
+            std::int64_t length = 0;
+            for (std::int64_t p = 0; p < pairs; ++p) {
+                prompts.push_back(draw(3, 8));
+                responses[0].push_back(draw(2, 9));
+                responses[1].push_back(draw(2, 9));
+                for (const auto& r : {responses[0].back(), responses[1].back()})
+                    length = std::max<std::int64_t>(length, std::int64_t(prompts.back().size() + r.size()));
+                records.emplace_back(boost::json::object{
+                    {"prompt_input_ids", boost::json::array(prompts.back().begin(), prompts.back().end())},
+                    {"chosen_input_ids", boost::json::array(responses[0].back().begin(), responses[0].back().end())},
+                    {"rejected_input_ids",
+                     boost::json::array(responses[1].back().begin(), responses[1].back().end())}});
+            }
+            lumi::config::write_json_file(records, fs::path(out) / "pairs.json");
+            auto tokens = torch::zeros({2 * pairs, length}, torch::kInt64);
+            auto mask = torch::zeros({2 * pairs, length}, torch::kBool);
+            for (int side = 0; side < 2; ++side)
+                for (std::int64_t p = 0; p < pairs; ++p) {
+                    const auto row = side * pairs + p;
+                    std::int64_t t = 0;
+                    for (auto id : prompts[std::size_t(p)]) tokens[row][t++] = id;
+                    for (auto id : responses[side][std::size_t(p)]) {
+                        mask[row][t] = true;
+                        tokens[row][t++] = id;
+                    }
+                }
+            model->eval();  // no dropout: TRL runs the PEFT model in eval mode too
+            const lumi::train::DpoSettings settings{.beta = beta, .label_smoothing = label_smoothing};
+            auto run = [&]<class Loss>() {
+                const lumi::Dpo<Loss> objective(settings);
+                const auto result = objective(model, lumi::train::Batch{tokens, mask, {}});
+                result.loss.backward();
+                boost::json::object metrics;
+                const auto names = objective.metric_names();
+                for (std::size_t m = 0; m < names.size(); ++m)
+                    metrics[names[m]] = result.metrics[m].template item<double>();
+                lumi::config::write_json_file(
+                    boost::json::object{{"loss", result.loss.template item<double>()}, {"metrics", metrics}},
+                    fs::path(out) / "dpo.json");
+            };
+            if (loss_type == "ipo")
+                run.template operator()<lumi::IpoLoss>();
+            else
+                run.template operator()<lumi::SigmoidLoss>();
+            lumi::io::NamedTensors grads;
+            for (const auto& item : model->named_parameters())
+                if (item.value().requires_grad())
+                    grads.emplace_back("base_model.model." + item.key(), item.value().grad());
+            lumi::io::save_safetensors(fs::path(out) / "grads.safetensors", grads);
             return 0;
         }
         if (*lora_logits) {

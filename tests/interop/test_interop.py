@@ -287,10 +287,6 @@ class LoraToPeft(InteropCase):
                          "PEFT adapter logits in lumi")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class Gguf(InteropCase):
     """lumi's GGUF export in the real llama.cpp (llama-cpp-python): logits, greedy continuations and tokens."""
 
@@ -491,3 +487,68 @@ class Gguf(InteropCase):
             else:
                 out.append(i)
         return out
+
+
+class DpoAgainstTrl(InteropCase):
+    """lumi's DPO objective equals TRL's DPOTrainer on the same PEFT model and batch of pairs: the loss, TRL's
+    metrics and the gradient of the loss with respect to every LoRA parameter."""
+
+    GRADIENT_TOLERANCE = 1e-4  # relative to the largest gradient, float32 through two implementations
+
+    def compare(self, loss_type, beta, label_smoothing=0.0):
+        from datasets import Dataset
+        from peft import PeftModel
+        from tokenizers import Tokenizer as RawTokenizer
+        from tokenizers.models import WordLevel
+        from transformers import PreTrainedTokenizerFast
+        from trl import DPOConfig, DPOTrainer
+
+        tool("dpo", "--seed", 11, "--loss", loss_type, "--beta", beta, "--label-smoothing", label_smoothing,
+             "--out", self.dir)
+        lumi = json.loads((self.dir / "dpo.json").read_text())
+        lumi_grads = load_file(self.dir / "grads.safetensors")
+        pairs = json.loads((self.dir / "pairs.json").read_text())
+
+        model = PeftModel.from_pretrained(load_hf(self.dir / "base"), self.dir / "adapter", is_trainable=True)
+        model.eval()
+        # TRL only needs a tokenizer for its pad id and to tokenise the (unused) dataset it is built with.
+        vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3, "x": 4}
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=RawTokenizer(WordLevel(vocab, unk_token="<unk>")),
+                                            unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+        args = DPOConfig(output_dir=str(self.dir / "trl"), beta=beta, label_smoothing=label_smoothing,
+                         loss_type=loss_type, report_to=[], use_cpu=True, bf16=False, fp16=False,
+                         per_device_train_batch_size=len(pairs))
+        trainer = DPOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
+                             train_dataset=Dataset.from_list([{"prompt": "x", "chosen": "x", "rejected": "x x"}]))
+        batch = trainer.data_collator(pairs)
+        loss, metrics = trainer.get_batch_loss_metrics(trainer.model, batch)
+        loss.backward()
+
+        self.assertAlmostEqual(lumi["loss"], loss.item(), delta=1e-5 * max(1.0, abs(loss.item())))
+        for name in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                     "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected"):
+            self.assertAlmostEqual(lumi["metrics"][name], metrics[name], delta=1e-4 * max(1.0, abs(metrics[name])),
+                                   msg=name)
+        # The policy has moved away from the reference, or equal losses would prove little.
+        self.assertGreater(abs(metrics["rewards/margins"]), 1e-3)
+
+        trl_grads = {name.replace(".default", ""): p.grad for name, p in trainer.model.named_parameters()
+                     if p.requires_grad}
+        self.assertEqual(set(lumi_grads), set(trl_grads))
+        scale = max(g.abs().max().item() for g in trl_grads.values())
+        self.assertGreater(scale, 1e-6)
+        for name, grad in trl_grads.items():
+            self.assertClose(lumi_grads[name], grad, self.GRADIENT_TOLERANCE * scale, f"gradient of {name}")
+
+    def test_sigmoid_loss_equals_trl(self):
+        self.compare("sigmoid", beta=0.1)
+
+    def test_label_smoothed_sigmoid_equals_trl(self):
+        self.compare("sigmoid", beta=0.5, label_smoothing=0.2)
+
+    def test_ipo_equals_trl(self):
+        self.compare("ipo", beta=0.3)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -39,7 +39,7 @@ class LoraLinearImpl : public torch::nn::Module {
 
     torch::Tensor forward(const torch::Tensor& x) {
         auto y = torch::linear(x, weight);
-        if (merged) return y;
+        if (merged || disabled) return y;
         auto h = L.dropout > 0 ? torch::dropout(x, L.dropout, is_training()) : x;
         return y + lora_B(lora_A(h)) * L.scale();
     }
@@ -79,6 +79,7 @@ class LoraLinearImpl : public torch::nn::Module {
     torch::Tensor weight;
     model::Linear lora_A, lora_B;
     bool merged = false;
+    bool disabled = false;  // the base layer alone (AdaptersOff); the adapter is kept
 };
 template <LoraSpec L>
 using LoraLinear = torch::nn::ModuleHolder<LoraLinearImpl<L>>;
@@ -124,6 +125,29 @@ template <ModelSpec S, LoraSpec L>
 void unmerge(Transformer<S, Lora<L>>& model) {
     detail::for_each_adapter<L>(*model, [](const std::string&, LoraLinearImpl<L>& m) { m.unmerge(); });
 }
+
+// While it lives the model computes as its base alone (PEFT's disable_adapter): DPO's reference model is the
+// policy with its adapters off, no second copy. Merged adapters cannot be switched off.
+template <LoraSpec L>
+class AdaptersOff {
+  public:
+    explicit AdaptersOff(torch::nn::Module& model) : model_(model) {
+        detail::for_each_adapter<L>(model_, [](const std::string& name, LoraLinearImpl<L>& m) {
+            if (m.merged)
+                throw lumi::Error(name + ": the adapter is merged into the weight, so it cannot be switched off");
+        });
+        set(true);
+    }
+    AdaptersOff(const AdaptersOff&) = delete;
+    AdaptersOff& operator=(const AdaptersOff&) = delete;
+    ~AdaptersOff() { set(false); }
+
+  private:
+    void set(bool off) {
+        detail::for_each_adapter<L>(model_, [off](const std::string&, LoraLinearImpl<L>& m) { m.disabled = off; });
+    }
+    torch::nn::Module& model_;
+};
 
 // The adapter tensors, named as PEFT saves them: base_model.model.<module>.lora_A.weight.
 template <ModelSpec S, LoraSpec L>

@@ -43,6 +43,37 @@ struct FinetuneResult {
     std::filesystem::path merged;   // a plain checkpoint with the adapters merged (or the fully tuned model)
 };
 
+namespace detail {
+
+// After a fine-tuning run that was not interrupted: for LoRA the adapter (PEFT's layout) and a merged copy
+// beside final/, written by rank 0.
+template <class Trainer>
+FinetuneResult finish_finetune(Trainer& trainer, FitResult fit, const std::string& base) {
+    FinetuneResult result{std::move(fit), {}, {}};
+    if (result.fit.interrupted) return result;
+    const std::filesystem::path output(trainer.settings().run.output);
+    auto& model = trainer.model();
+    using Adapt = typename std::remove_cvref_t<decltype(model)>::ContainedType::Adaptation;
+    if constexpr (!std::is_same_v<Adapt, Dense>) {
+        result.adapter = output / "adapter";
+        result.merged = output / "merged";
+        if (trainer.group().rank() == 0) {
+            StagedDirectory adapter(result.adapter);
+            lora::save_adapter(model, adapter.path(), std::filesystem::absolute(base).string());
+            adapter.commit();
+            StagedDirectory merged(result.merged);
+            io::save_model(lora::merged_copy(model), merged.path(), trainer.save_settings());
+            merged.commit();
+        }
+        distributed::world().barrier("the barrier after writing the adapter");
+    } else {
+        result.merged = output / "final";
+    }
+    return result;
+}
+
+}  // namespace detail
+
 // Fine-tunes Transformer<S, Adapt> (Dense for full fine-tuning, Lora<spec> for LoRA) from data.base.
 template <ModelSpec S, class Adapt, class Optimizer = AdamW, class Schedule = CosineWarmup,
           class Precision = MixedPrecision>
@@ -88,25 +119,8 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
             (long long)(validation ? validation->size() : 0), trainer.device().str().c_str(),
             torch::get_num_threads(), Precision::describe(settings.precision, trainer.device()));
     if (out) std::fflush(out);
-    FinetuneResult result{trainer.fit(train, validation ? &*validation : nullptr), {}, {}};
-    if (result.fit.interrupted) return result;
-    const std::filesystem::path output(settings.run.output);
-    if constexpr (!std::is_same_v<Adapt, Dense>) {
-        result.adapter = output / "adapter";
-        result.merged = output / "merged";
-        if (trainer.group().rank() == 0) {
-            StagedDirectory adapter(result.adapter);
-            lora::save_adapter(model, adapter.path(), std::filesystem::absolute(settings.data.base).string());
-            adapter.commit();
-            StagedDirectory merged(result.merged);
-            io::save_model(lora::merged_copy(model), merged.path(), trainer.save_settings());
-            merged.commit();
-        }
-        distributed::world().barrier("the barrier after writing the adapter");
-    } else {
-        result.merged = output / "final";
-    }
-    return result;
+    return detail::finish_finetune(trainer, trainer.fit(train, validation ? &*validation : nullptr),
+                                   settings.data.base);
 }
 
 }  // namespace lumi::train

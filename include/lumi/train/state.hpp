@@ -39,6 +39,7 @@ struct Trajectory {
     ScheduleSettings schedule{};
     std::string dataset;           // identity of the training data (XXH64 of its shard headers)
     std::string tokenizer_sha256;  // of the tokenizer the data was packed with
+    std::string objective;         // what is minimised and its settings; empty for next-token prediction
 };
 
 template <class OptimizerSettings, class ScheduleSettings>

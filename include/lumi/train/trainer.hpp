@@ -23,6 +23,7 @@
 #include "lumi/train/checkpoints.hpp"
 #include "lumi/train/efficiency.hpp"
 #include "lumi/train/loader.hpp"
+#include "lumi/train/objective.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
 #include "lumi/train/progress.hpp"
@@ -91,11 +92,19 @@ struct StepReport {
     double communication = 0;     // seconds this step waited for the other ranks (data-parallel runs)
     double flops_per_second = 0;  // model FLOPs (efficiency.hpp) per second, summed over ranks
     double mfu = 0;               // flops_per_second / (peak per device x ranks)
+    std::vector<std::pair<std::string, double>> metrics;  // the objective's, over the step's micro-batches
+};
+
+// A validation pass: the objective's loss and metrics, weighted means over the batches.
+struct Evaluation {
+    double loss = NAN;
+    std::vector<std::pair<std::string, double>> metrics;
 };
 
 struct FitResult {
     std::int64_t steps = 0, tokens = 0;
     double train_loss = NAN, val_loss = NAN;
+    std::vector<std::pair<std::string, double>> val_metrics;  // the objective's, at the last validation
     bool interrupted = false;
     int signal = 0;  // what stopped an interrupted run (SIGTERM when another rank was asked)
     std::filesystem::path checkpoint;  // the last one written
@@ -110,34 +119,13 @@ inline torch::Device resolve_device(const std::string& name) {
     return device;
 }
 
-// Targets for next-token prediction: tokens shifted left; positions outside the loss mask, and the last
-// position of each example (its next token belongs to another example), are ignored.
-inline std::pair<torch::Tensor, torch::Tensor> inputs_and_targets(const Batch& batch) {
-    auto inputs = batch.tokens.narrow(1, 0, batch.tokens.size(1) - 1);
-    auto targets = batch.tokens.narrow(1, 1, batch.tokens.size(1) - 1).clone();
-    if (batch.loss_mask.defined())
-        targets.masked_fill_(batch.loss_mask.narrow(1, 1, targets.size(1)).logical_not(),
-                             model::ignore_index);
-    if (batch.segments.defined()) {
-        auto crosses =
-            batch.segments.narrow(1, 1, targets.size(1)) != batch.segments.narrow(1, 0, targets.size(1));
-        targets.masked_fill_(crosses, model::ignore_index);
-    }
-    return {inputs, targets};
-}
-
-// Packed instruction data keeps each example's attention to itself.
-inline model::Context context_of(const Batch& batch) {
-    if (!batch.segments.defined()) return {};
-    return {.start = 0, .mask = model::segment_mask(batch.segments.narrow(1, 0, batch.segments.size(1) - 1))};
-}
-
 // Trains `Model` (a lumi::Transformer holder) with policy types, as ensmallen composes optimizers:
 //   Trainer<Transformer<presets::nano>, AdamW, CosineWarmup, MixedPrecision>
+// The objective (objective.hpp) says what is minimised: next-token prediction unless another is given.
 // Started as several processes (WORLD_SIZE > 1, see docs/distributed.md) it trains data-parallel: each rank
 // takes its share of every global batch, gradients are averaged over ranks, and rank 0 alone writes.
 template <class Model, class Optimizer = AdamW, class Schedule = CosineWarmup,
-          class Precision = MixedPrecision>
+          class Precision = MixedPrecision, class Objective = NextToken>
 class Trainer {
   public:
     using Settings = TrainerSettings<Optimizer, Schedule, Precision>;
@@ -145,9 +133,10 @@ class Trainer {
     using State = TrainerState<typename Optimizer::Settings, typename Schedule::Settings>;
     using RunTrajectory = Trajectory<typename Optimizer::Settings, typename Schedule::Settings>;
 
-    Trainer(Model model, Settings settings)
+    Trainer(Model model, Settings settings, Objective objective = Objective())
         : model_(std::move(model)),
           settings_(std::move(settings)),
+          objective_(std::move(objective)),
           device_(resolve_device(settings_.run.device)) {
         settings_.run.validate();
         if (settings_.run.threads > 0) torch::set_num_threads(int(settings_.run.threads));
@@ -161,6 +150,7 @@ class Trainer {
     }
 
     Model& model() { return model_; }
+    Objective& objective() { return objective_; }
     const Settings& settings() const { return settings_; }
     torch::Device device() const { return device_; }
     // This process's place in a data-parallel run (rank 0 of 1 alone).
@@ -172,19 +162,29 @@ class Trainer {
     std::int64_t total_steps(std::int64_t sequence_length) const {
         const auto& run = settings_.run;
         if (run.max_steps > 0) return run.max_steps;
-        const std::int64_t per_step = run.micro_batch * run.grad_accum * group_->size() * sequence_length;
+        const std::int64_t per_step = run.micro_batch * run.grad_accum * group_->size() *
+                                      Objective::sequences_per_example * sequence_length;
         return std::max<std::int64_t>(1, (run.token_budget + per_step - 1) / per_step);
     }
 
-    // Mean loss per target token over the first `batches` micro-batches of `data`, in file order (shared out
-    // over the ranks of a data-parallel run, which all get the same answer).
+    // The objective's mean loss (per target token for next-token prediction) over the first `batches`
+    // micro-batches of `data`, in file order (shared out over the ranks of a data-parallel run, which all get
+    // the same answer).
     template <BatchDataset Dataset>
     double evaluate(const Dataset& data, std::int64_t batches) {
+        return evaluation(data, batches).loss;
+    }
+
+    // The same pass with the objective's metrics, weighted alike.
+    template <BatchDataset Dataset>
+    Evaluation evaluation(const Dataset& data, std::int64_t batches) {
         torch::NoGradGuard no_grad;
         model_->eval();
         const std::int64_t b = settings_.run.micro_batch;
         const std::int64_t n = std::min(batches, std::max<std::int64_t>(1, data.size() / b));
-        double total = 0, count = 0;
+        // Sums of weight, weight x loss and weight x each metric, in the objective's order.
+        const std::vector<std::string> names = objective_.metric_names();
+        std::vector<double> sums(2 + names.size(), 0.0);
         std::vector<std::int64_t> indices;
         for (std::int64_t i = group_->rank(); i < n; i += group_->size()) {
             indices.clear();
@@ -193,23 +193,22 @@ class Trainer {
             batch.tokens = batch.tokens.to(device_);
             if (batch.loss_mask.defined()) batch.loss_mask = batch.loss_mask.to(device_);
             if (batch.segments.defined()) batch.segments = batch.segments.to(device_);
-            auto [inputs, targets] = inputs_and_targets(batch);
-            const double tokens = (targets != model::ignore_index).sum().template item<double>();
             auto guard = Precision::guard(settings_.precision, device_);
-            const double loss =
-                model_->forward(inputs, targets, context_of(batch)).loss.template item<double>();
-            if (tokens > 0) {
-                total += loss * tokens;
-                count += tokens;
-            }
+            const ObjectiveOutput out = objective_(model_, batch);
+            const double weight = out.weight.template item<double>();
+            if (weight <= 0) continue;
+            sums[0] += weight;
+            sums[1] += weight * out.loss.template item<double>();
+            for (std::size_t m = 0; m < names.size(); ++m)
+                sums[2 + m] += weight * out.metrics.at(m).template item<double>();
         }
         model_->train();
-        if (group_->distributed()) {
-            const auto sums = group_->sum({total, count}, "the validation loss allreduce");
-            total = sums[0];
-            count = sums[1];
-        }
-        return count > 0 ? total / count : NAN;
+        if (group_->distributed()) sums = group_->sum(sums, "the validation allreduce");
+        Evaluation result;
+        if (sums[0] > 0) result.loss = sums[1] / sums[0];
+        for (std::size_t m = 0; m < names.size(); ++m)
+            result.metrics.emplace_back(names[m], sums[0] > 0 ? sums[2 + m] / sums[0] : NAN);
+        return result;
     }
 
     // Trains until the step count or token budget is reached, or a stop signal arrives.
@@ -228,7 +227,8 @@ class Trainer {
             remove_leftovers(output);
             remove_leftovers(output / "checkpoints");
         }
-        trajectory_ = {run.max_steps, run.token_budget, settings_.optimizer, settings_.schedule, {}, {}};
+        trajectory_ = {run.max_steps,           run.token_budget, settings_.optimizer, settings_.schedule, {},
+                       {},                      objective_.identity()};
         if constexpr (requires { train.identity(); }) trajectory_.dataset = train.identity();
         if constexpr (requires { train.tokenizer_sha256(); })
             trajectory_.tokenizer_sha256 = train.tokenizer_sha256();
@@ -255,21 +255,22 @@ class Trainer {
         }
         Loader<Dataset> loader(train, run.micro_batch, position, device_, group_->rank(), group_->size());
         // Only now, with the start checked, is anything of an earlier run changed.
-        MetricsLog metrics;
+        MetricsLog log;
         if (chief) {
             if (!resuming && run.overwrite) {
                 remove_directory(output / "checkpoints");
                 remove_directory(output / "final");
             }
             config::save(settings_, output / "config.json");
-            metrics = MetricsLog(output / "metrics.jsonl", resuming ? step : std::optional<std::int64_t>());
+            log = MetricsLog(output / "metrics.jsonl", resuming ? step : std::optional<std::int64_t>());
         }
         StopSignals signals;
         Progress progress("train", total, run.log_every);
         FitResult result;
         result.steps = step;
         const std::int64_t first_step = step;
-        const std::int64_t tokens_per_micro = run.micro_batch * group_->size() * train.sequence_length();
+        const std::int64_t tokens_per_micro = run.micro_batch * group_->size() *
+                                              Objective::sequences_per_example * train.sequence_length();
         const double flops_per_token =
             training_flops_per_token(Model::ContainedType::spec, named_parameters(),
                                      train.sequence_length() - 1)
@@ -281,29 +282,39 @@ class Trainer {
                 stderr,
                 "model FLOPs per token %.4g (docs/performance.md); peak %.4g TFLOP/s per device (%s)\n",
                 flops_per_token, peak.flops / 1e12, peak.source.c_str());
+        const std::vector<std::string> metric_names = objective_.metric_names();
         const auto start = std::chrono::steady_clock::now();
         model_->train();
 
         while (step < total) {
             double loss_sum = 0;
+            std::vector<std::pair<std::string, double>> metrics;
+            for (const auto& name : metric_names) metrics.emplace_back(name, 0.0);
             for (std::int64_t micro = 0; micro < run.grad_accum; ++micro) {
                 const Batch batch = loader.next();
-                auto [inputs, targets] = inputs_and_targets(batch);
-                torch::Tensor loss;
+                ObjectiveOutput out;
                 {
                     auto guard = Precision::guard(settings_.precision, device_);
-                    loss = model_->forward(inputs, targets, context_of(batch)).loss;
+                    out = objective_(model_, batch);
                 }
                 if (reducer && micro + 1 == run.grad_accum) reducer->arm();
-                (loss / double(run.grad_accum)).backward();
-                loss_sum += loss.template item<double>();
+                (out.loss / double(run.grad_accum)).backward();
+                loss_sum += out.loss.template item<double>();
+                for (std::size_t m = 0; m < metrics.size(); ++m)
+                    metrics[m].second +=
+                        out.metrics.at(m).template item<double>() / double(run.grad_accum);
             }
             double loss = loss_sum / double(run.grad_accum);
             double communication = 0;
             if (reducer) {
                 const auto waiting = std::chrono::steady_clock::now();
                 reducer->finish();
-                loss = group_->sum({loss}, "the loss allreduce")[0] / double(group_->size());
+                std::vector<double> values{loss};
+                for (const auto& [name, value] : metrics) values.push_back(value);
+                values = group_->sum(values, "the loss allreduce");
+                loss = values[0] / double(group_->size());
+                for (std::size_t m = 0; m < metrics.size(); ++m)
+                    metrics[m].second = values[1 + m] / double(group_->size());
                 communication =
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - waiting).count();
             }
@@ -337,7 +348,8 @@ class Trainer {
                               elapsed,
                               communication,
                               tokens_per_second * flops_per_token,
-                              tokens_per_second * flops_per_token / (peak.flops * double(group_->size()))};
+                              tokens_per_second * flops_per_token / (peak.flops * double(group_->size())),
+                              metrics};
             result.train_loss = loss;
             if (step % run.log_every == 0 || step == total) {
                 boost::json::object record{{"step", step},
@@ -350,7 +362,8 @@ class Trainer {
                                            {"mfu", report.mfu},
                                            {"elapsed_s", elapsed}};
                 if (group_->distributed()) record["comm_s"] = communication;
-                metrics.write(record);
+                for (const auto& [name, value] : report.metrics) record[name] = value;
+                log.write(record);
             }
             if (chief) {
                 char detail[160];
@@ -366,13 +379,22 @@ class Trainer {
                                                                   "the stop vote")[0] > 0
                                                     : StopSignals::received() != 0;
             if (validation && ((run.eval_every > 0 && step % run.eval_every == 0) || last)) {
-                result.val_loss = evaluate(*validation, run.eval_batches);
-                metrics.write(
-                    {{"step", step}, {"val_loss", result.val_loss}, {"val_ppl", std::exp(result.val_loss)}});
+                const Evaluation evaluated = evaluation(*validation, run.eval_batches);
+                result.val_loss = evaluated.loss;
+                result.val_metrics = evaluated.metrics;
+                boost::json::object record{{"step", step}, {"val_loss", result.val_loss}};
+                // Perplexity is next-token prediction's; another objective's loss has no such reading.
+                if constexpr (std::is_same_v<Objective, NextToken>) record["val_ppl"] = std::exp(result.val_loss);
+                for (const auto& [name, value] : evaluated.metrics) record["val_" + name] = value;
+                log.write(record);
                 if (chief) {
                     progress.interrupt();
-                    std::fprintf(stderr, "step %lld: validation loss %.4f, perplexity %.2f\n",
-                                 (long long)step, result.val_loss, std::exp(result.val_loss));
+                    if constexpr (std::is_same_v<Objective, NextToken>)
+                        std::fprintf(stderr, "step %lld: validation loss %.4f, perplexity %.2f\n",
+                                     (long long)step, result.val_loss, std::exp(result.val_loss));
+                    else
+                        std::fprintf(stderr, "step %lld: validation loss %.4f%s\n", (long long)step,
+                                     result.val_loss, metric_text(evaluated.metrics).c_str());
                 }
             }
             if ((run.checkpoint_every > 0 && step % run.checkpoint_every == 0) || last || stop)
@@ -566,6 +588,16 @@ class Trainer {
         position = {state.data.epoch, state.data.offset};
     }
 
+    static std::string metric_text(const std::vector<std::pair<std::string, double>>& metrics) {
+        std::string text;
+        char value[32];
+        for (const auto& [name, v] : metrics) {
+            std::snprintf(value, sizeof value, "%.4g", v);
+            text += ", " + name + " " + value;
+        }
+        return text;
+    }
+
     static std::string join(const std::vector<std::string>& parts) {
         std::string joined;
         for (const auto& part : parts) joined += (joined.empty() ? "" : "; ") + part;
@@ -574,6 +606,7 @@ class Trainer {
 
     Model model_;
     Settings settings_;
+    Objective objective_;
     torch::Device device_;
     distributed::ProcessGroup* group_ = nullptr;
     std::vector<Callback> callbacks_;
