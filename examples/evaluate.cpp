@@ -1,5 +1,6 @@
-// Stages 06 and 08: WikiText-2 perplexity (token, word, byte, bits per byte), BoolQ and the smoke prompts for
-// one checkpoint; writes results.json and prints a table, or compares two results files.
+// Stages 06 and 08: WikiText-2 perplexity (token, word, byte, bits per byte), BoolQ, the smoke prompts and
+// (when asked) held-out preference pairs for one checkpoint; writes results.json and prints a table, or
+// compares two results files.
 //   lumi_evaluate_nano --set checkpoint=runs/nano/pretrain/final --set tokenizer=runs/nano/tokenizer \
 //       --set perplexity.file=../shared/data/wikitext-2/test.txt --set boolq.file=...
 //   lumi_evaluate_nano --compare runs/nano/eval_pretrain/results.json runs/nano/eval_sft/results.json
@@ -13,6 +14,7 @@
 #include <lumi/eval/boolq.hpp>
 #include <lumi/eval/generate.hpp>
 #include <lumi/eval/perplexity.hpp>
+#include <lumi/eval/preference.hpp>
 #include <lumi/eval/prompt.hpp>
 #include <lumi/eval/results.hpp>
 #include <lumi/eval/smoke.hpp>
@@ -53,12 +55,17 @@ struct EvaluateSettings {
     lumi::eval::PerplexitySettings perplexity;
     lumi::eval::BoolqSettings boolq;
     SmokeTask smoke;
+    lumi::eval::PreferenceTaskSettings preference;  // a task only when listed in tasks
 
     void validate() const {
-        for (const auto& t : tasks)
-            if (t != "perplexity" && t != "boolq" && t != "smoke")
+        for (const auto& t : tasks) {
+            if (t != "perplexity" && t != "boolq" && t != "smoke" && t != "preference")
                 throw lumi::config::FieldError("tasks",
-                                               "unknown task '" + t + "' (perplexity, boolq, smoke)");
+                                               "unknown task '" + t + "' (perplexity, boolq, smoke, preference)");
+            if (t == "preference" && preference.dataset.empty())
+                throw lumi::config::FieldError("preference.dataset",
+                                               "must name a prepare_dpo dataset when tasks lists preference");
+        }
     }
 };
 
@@ -124,6 +131,21 @@ int main(int argc, char** argv) {
             });
             results.add(lumi::eval::metrics(r));
             results.details["smoke"] = lumi::eval::details(r);
+        }
+        if (wants(settings, "preference")) {
+            const auto logits = [&](const torch::Tensor& inputs) { return model->forward(inputs); };
+            lumi::eval::LogitsOf reference;
+            lumi::Transformer<spec> reference_model;
+            if (!settings.preference.reference.empty()) {
+                lumi::io::load_model_for(reference_model, settings.preference.reference, tokenizer,
+                                         settings.tokenizer);
+                reference_model->to(device);
+                reference_model->eval();
+                reference = [&](const torch::Tensor& inputs) { return reference_model->forward(inputs); };
+            }
+            const auto r = lumi::eval::preference(logits, reference, settings.preference, device,
+                                                  progress("preference"));
+            results.add(lumi::eval::metrics(r));
         }
         // Written once the evaluation succeeded: a failed run leaves an earlier output as it was.
         lumi::config::save(settings, std::filesystem::path(settings.output) / "evaluate.json");

@@ -16,6 +16,7 @@
 #include "lumi/core/torch.hpp"
 #include "lumi/data/preference.hpp"
 #include "lumi/lora/lora.hpp"
+#include "lumi/model/logps.hpp"
 #include "lumi/tokenizer/tokenizer.hpp"
 #include "lumi/train/finetune.hpp"
 #include "lumi/train/objective.hpp"
@@ -56,32 +57,6 @@ struct IpoLoss {
     }
 };
 
-// The summed log-probability of each row's response tokens, from `logits_of(inputs)` ([R, T - 1, vocab]):
-// tokens [R, T], mask [R, T] (true on the response). log p = logit[target] - logsumexp(logits), so no
-// [R, T, vocab] log-softmax is kept for backward.
-struct ResponseLogps {
-    torch::Tensor logps;        // [R], float32
-    torch::Tensor tokens;       // [R] response tokens counted
-    torch::Tensor logit_sums;   // [R] the sum over response tokens of the mean logit over the vocabulary
-};
-
-template <class LogitsOf>
-ResponseLogps response_logps(const LogitsOf& logits_of, const torch::Tensor& tokens, const torch::Tensor& mask,
-                             bool with_logit_sums) {
-    const auto length = tokens.size(1);
-    const auto targets = tokens.narrow(1, 1, length - 1);
-    const auto counted = mask.narrow(1, 1, length - 1);
-    const auto logits = logits_of(tokens.narrow(1, 0, length - 1)).to(torch::kFloat32);
-    const auto picked = logits.gather(2, targets.unsqueeze(2)).squeeze(2);
-    const auto per_token = (picked - logits.logsumexp(2)).masked_fill(counted.logical_not(), 0.0);
-    ResponseLogps out{per_token.sum(1), counted.sum(1).to(torch::kFloat32), {}};
-    if (with_logit_sums) {
-        torch::NoGradGuard no_grad;
-        out.logit_sums = (logits.mean(2) * counted).sum(1);
-    }
-    return out;
-}
-
 // The objective: a batch of B pairs is [2B, T] (chosen rows, then rejected), the reference model's
 // log-probabilities come from the same weights with the LoRA adapters off (no second copy), or, for full
 // fine-tuning, from a frozen model given with set_reference. Metrics as TRL names them.
@@ -120,8 +95,8 @@ class Dpo {
         const auto tokens = batch.tokens.narrow(1, 0, std::max<std::int64_t>(length, 2));
         const auto mask = batch.loss_mask.narrow(1, 0, tokens.size(1));
 
-        const ResponseLogps policy =
-            response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens, mask, true);
+        const lumi::model::ResponseLogps policy =
+            lumi::model::response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens, mask, true);
         torch::Tensor reference;
         {
             torch::NoGradGuard no_grad;
@@ -158,12 +133,12 @@ class Dpo {
 
   private:
     template <class Model>
-    ResponseLogps reference_logps(Model& model, const torch::Tensor& tokens, const torch::Tensor& mask) const {
-        if (reference_) return response_logps(reference_, tokens, mask, false);
+    lumi::model::ResponseLogps reference_logps(Model& model, const torch::Tensor& tokens, const torch::Tensor& mask) const {
+        if (reference_) return lumi::model::response_logps(reference_, tokens, mask, false);
         using Adaptation = typename Model::ContainedType::Adaptation;
         if constexpr (requires { Adaptation::spec; }) {
             lora::AdaptersOff<Adaptation::spec> off(*model);
-            return response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens,
+            return lumi::model::response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens,
                                   mask, false);
         } else {
             throw lumi::Error("Dpo: a model without LoRA adapters needs a frozen reference (set_reference)");
