@@ -82,8 +82,11 @@ pipeline::PipelineSettings smoke_settings(const fs::path& inputs, std::vector<st
         "evaluation.wikitext.file=" + (inputs / "wikitext.txt").string(),
         "evaluation.smoke.prompts=" + (inputs / "smoke.json").string(),
         "instructions.source=datasets",
+        "dpo_corpus.datasets=[{\"path\": \"" LUMI_SOURCE_DIR "/tests/data/fixtures/hh_rlhf_600.jsonl.gz\", "
+        "\"max_pairs\": 120}]",
         "pretrain.run.threads=1",  // small tensors: one thread, no OpenMP spinning on a busy machine
         "sft.run.threads=1",
+        "dpo.run.threads=1",
     };
     sets.insert(sets.end(), more.begin(), more.end());
     return lumi::config::load<pipeline::PipelineSettings>(presets_dir / "pipeline" / "smoke.json", sets);
@@ -163,9 +166,10 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     for (const char* section :
          {"## Model", "parameters 3933888", "## Data", "common-licenses", "vocabulary 400",
           "## Training curves", "figures/pretrain_loss.svg", "## Sample generations", "## Stages",
-          "## Hardware", "## Reproduce", "lumi_pretrain_nano --config", "--only generations"})
+          "## Hardware", "## Reproduce", "lumi_pretrain_nano --config", "--only generations",
+          "### Preference optimisation (DPO)", "| implicit reward accuracy | 0.5000 |", "lumi_train_dpo_nano --config"})
         EXPECT_TRUE(contains(report, section)) << section;
-    for (const char* figure : {"pretrain_loss", "pretrain_lr", "sft_loss", "sft_lr"})
+    for (const char* figure : {"pretrain_loss", "pretrain_lr", "sft_loss", "sft_lr", "dpo_loss"})
         expect_well_formed_svg(dir / "figures" / (std::string(figure) + ".svg"));
 
     // Again: every stage is complete and consistent, so nothing runs.
@@ -173,7 +177,7 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     run(settings, dir);
     EXPECT_EQ(statuses(dir), repeat("skipped", pipeline::stage_count));
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
-    EXPECT_TRUE(contains(read(first.report), "this invocation ran 0 stages and skipped 9"));
+    EXPECT_TRUE(contains(read(first.report), "this invocation ran 0 stages and skipped 11"));
 
     // A moved run directory is the same run.
     fs::rename(dir, temp.path / "moved");
@@ -200,7 +204,7 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     lumi::config::save(records, dir / "stages.json");
     run(settings, dir);
     EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "resumed", "ran",
-                                                       "skipped", "ran", "ran", "ran"}));
+                                                       "skipped", "ran", "ran", "ran", "skipped", "ran"}));
     EXPECT_TRUE(contains(read(dir / "logs" / "04_pretrain.log"), "resuming from"));
     EXPECT_EQ(lumi::config::read_json_file(dir / "04_pretrain" / "result.json").at("steps").to_number<int>(),
               6);
@@ -210,7 +214,8 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     // A changed setting re-runs its stage only (nothing reads the generations).
     run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir);
     EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "skipped", "skipped",
-                                                       "skipped", "skipped", "skipped", "ran"}));
+                                                       "skipped", "skipped", "skipped", "ran", "skipped",
+                                                       "skipped"}));
 
     // --only runs one stage whatever its state.
     run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir, {},
@@ -225,6 +230,25 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
     EXPECT_EQ(statuses(dir)[3], "failed");
     EXPECT_EQ(read(dir / "04_pretrain" / "result.json"), result);
     EXPECT_EQ(read(dir / "04_pretrain" / "final" / "model.safetensors"), weights);
+}
+
+// The DPO stages read preference data only when some is configured; without, they are off, not failed.
+TEST(Pipeline, DpoStagesAreOffWithoutPreferenceDataAndKeepTheSftTemplate) {
+    TempDir temp;
+    write_inputs(temp.path / "inputs");
+    run(smoke_settings(temp.path / "inputs", {"dpo_corpus.datasets=[]"}), temp.path / "run", {}, "dpo");
+    const auto status = statuses(temp.path / "run");
+    EXPECT_EQ(status[9], "pending");
+    EXPECT_EQ(status[10], "off");
+    const auto saved = lumi::config::load<pipeline::StagesFile>(temp.path / "run" / "stages.json");
+    EXPECT_EQ(saved.stages[10].summary, "off: no preference data (dpo_corpus.datasets)");
+    try {
+        smoke_settings(temp.path / "inputs", {"dpo_corpus.chat_template=chatml"});
+        FAIL() << "expected an error";
+    } catch (const lumi::Error& e) {
+        EXPECT_TRUE(contains(e.what(), "dpo_corpus.chat_template: must be sft_corpus.chat_template ('instruct')"))
+            << e.what();
+    }
 }
 
 TEST(Pipeline, AFailingStageStopsThePipelineNamingTheStageAndItsLog) {

@@ -1,14 +1,16 @@
 #pragma once
 
-// One command from text files to a fine-tuned, evaluated model: the stages run in order into one run
-// directory, each with its own log, and a report.md at the end (report.hpp).
+// One command from text files to a fine-tuned, evaluated model (and, with preference data, a DPO-tuned one):
+// the stages run in order into one run directory, each with its own log, and a report.md at the end
+// (report.hpp).
 //
 //   auto settings = lumi::config::load<lumi::pipeline::PipelineSettings>("presets/pipeline/nano.json");
 //   lumi::pipeline::run_pipeline<lumi::presets::nano, lumi::presets::nano_lora>(
 //       settings, {.run = "runs/nano", .preset = "nano", .presets_dir = "presets"});
 //
 // Run directory:
-//   01_corpus .. 09_generations   one folder per stage (stages[] below says what each holds)
+//   01_corpus .. 11_dpo           one folder per stage (stages[] below says what each holds); the DPO
+//                                 stages are off (status "off") unless dpo_corpus.datasets lists data
 //   logs/<NN_stage>.log           everything the stage printed (its stdout and stderr)
 //   configs/<NN_stage>.json       the stage's effective settings, in the format of its own binary
 //   sources/                      text derived from Debian packages (fortunes, WordNet instructions)
@@ -50,10 +52,12 @@
 #include "lumi/core/sha256.hpp"
 #include "lumi/data/corpus.hpp"
 #include "lumi/data/pack.hpp"
+#include "lumi/data/preference.hpp"
 #include "lumi/data/sft.hpp"
 #include "lumi/eval/boolq.hpp"
 #include "lumi/eval/generate.hpp"
 #include "lumi/eval/perplexity.hpp"
+#include "lumi/eval/preference.hpp"
 #include "lumi/eval/prompt.hpp"
 #include "lumi/eval/results.hpp"
 #include "lumi/eval/smoke.hpp"
@@ -63,6 +67,7 @@
 #include "lumi/pipeline/report.hpp"
 #include "lumi/tokenizer/tokenizer.hpp"
 #include "lumi/tokenizer/trainer.hpp"
+#include "lumi/train/dpo.hpp"
 #include "lumi/train/finetune.hpp"
 #include "lumi/train/pretrain.hpp"
 
@@ -79,7 +84,9 @@ enum class Stage {
     sft_corpus,
     sft,
     eval_sft,
-    generations
+    generations,
+    dpo_corpus,
+    dpo
 };
 
 constexpr std::uint32_t bit(Stage s) {
@@ -115,6 +122,11 @@ inline constexpr StageInfo stages[] = {
      bit(Stage::corpus) | bit(Stage::tokenizer) | bit(Stage::packed) | bit(Stage::sft)},
     {Stage::generations, "generations", "09_generations", "generations.jsonl",
      "answer the sample prompts (generations.jsonl)", bit(Stage::tokenizer) | bit(Stage::sft)},
+    {Stage::dpo_corpus, "dpo_corpus", "10_dpo_corpus", "manifest.json",
+     "template and tokenise the preference pairs (off without dpo_corpus.datasets)", bit(Stage::tokenizer)},
+    {Stage::dpo, "dpo", "11_dpo", "result.json",
+     "preference-optimise the fine-tuned model, held-out pairs before and after (adapter/, merged/)",
+     bit(Stage::sft) | bit(Stage::dpo_corpus)},
 };
 inline constexpr std::size_t stage_count = std::size(stages);
 
@@ -333,6 +345,34 @@ inline train::FinetuneSettings<> default_sft() {
     return s;
 }
 
+// Off by default: no preference data ships with a clone (presets/pipeline/*.json or --set turn it on, e.g. with
+// {shared}/hh-rlhf/harmless-base-test.jsonl.gz).
+inline data::PreferenceSettings default_dpo_corpus() {
+    data::PreferenceSettings s;
+    s.tokenizer = "02_tokenizer";
+    s.output = "10_dpo_corpus";
+    s.sequence_length = 256;
+    s.max_prompt_tokens = 128;
+    return s;
+}
+
+inline train::DpoStageSettings<> default_dpo() {
+    train::DpoStageSettings<> s;
+    s.data = {.dataset = "10_dpo_corpus", .base = "07_sft/merged", .tokenizer = "02_tokenizer"};
+    s.run.output = "11_dpo";
+    s.run.micro_batch = 4;
+    s.run.grad_accum = 2;
+    s.run.max_steps = 100;
+    s.run.log_every = 10;
+    s.run.eval_every = 50;
+    s.run.eval_batches = 16;
+    s.run.checkpoint_every = 50;
+    s.run.keep_checkpoints = 2;
+    s.optimizer = {.lr = 5e-5, .beta1 = 0.9, .beta2 = 0.999, .weight_decay = 0.0, .grad_clip = 1.0};
+    s.schedule = {.warmup_ratio = 0.1, .min_lr_ratio = 0.1};
+    return s;
+}
+
 // One section per stage, each the stage's own settings. Paths that connect the stages are fixed by the run
 // directory's layout (relative to it); data paths may start with `{presets}` (lumi's presets folder),
 // `{shared}` (../shared/data beside lumi's source tree) or `{sources}` (<run>/sources).
@@ -348,6 +388,10 @@ struct PipelineSettings {
     data::SftSettings sft_corpus = default_sft_corpus();
     train::FinetuneSettings<> sft = default_sft();
     GenerationSettings generations;
+    data::PreferenceSettings dpo_corpus = default_dpo_corpus();  // its chat_template is sft_corpus's
+    train::DpoStageSettings<> dpo = default_dpo();
+
+    bool dpo_enabled() const { return !dpo_corpus.datasets.empty(); }
 
     void validate() const {
         auto fixed = [](const std::string& field, const fs::path& value, std::string_view expected) {
@@ -371,7 +415,18 @@ struct PipelineSettings {
         fixed("sft.data.base", sft.data.base, "04_pretrain/final");
         fixed("sft.data.tokenizer", sft.data.tokenizer, "02_tokenizer");
         fixed("sft.run.output", sft.run.output, "07_sft");
-        if (!pretrain.run.resume.empty() || !sft.run.resume.empty())
+        fixed("dpo_corpus.tokenizer", dpo_corpus.tokenizer, "02_tokenizer");
+        fixed("dpo_corpus.output", dpo_corpus.output, "10_dpo_corpus");
+        fixed("dpo.data.dataset", dpo.data.dataset, "10_dpo_corpus");
+        fixed("dpo.data.base", dpo.data.base, "07_sft/merged");
+        fixed("dpo.data.tokenizer", dpo.data.tokenizer, "02_tokenizer");
+        fixed("dpo.run.output", dpo.run.output, "11_dpo");
+        if (dpo_corpus.chat_template != sft_corpus.chat_template)
+            throw config::FieldError("dpo_corpus.chat_template",
+                                     "must be sft_corpus.chat_template ('" +
+                                         std::string(config::enum_name(sft_corpus.chat_template)) +
+                                         "'): the fine-tuned model knows that template");
+        if (!pretrain.run.resume.empty() || !sft.run.resume.empty() || !dpo.run.resume.empty())
             throw config::FieldError(
                 "pretrain.run.resume",
                 "is decided by the pipeline (an interrupted stage resumes); leave it empty");
@@ -635,6 +690,13 @@ class Pipeline {
                 record.status = "pending";
                 continue;
             }
+            if (!enabled(stage.stage)) {
+                record.status = "off";
+                record.complete = false;
+                record.summary = "off: no preference data (dpo_corpus.datasets)";
+                save_records();
+                continue;
+            }
             const bool forced = (from && stage.stage >= *from) || only;
             const bool consistent = record.complete && record.fingerprint == fingerprint &&
                                     fs::exists(dir(stage.stage) / stage.marker);
@@ -665,7 +727,10 @@ class Pipeline {
 
   private:
     fs::path dir(Stage s) const { return run_ / std::string(info(s).directory); }
-    static bool is_trainer(Stage s) { return s == Stage::pretrain || s == Stage::sft; }
+    static bool is_trainer(Stage s) { return s == Stage::pretrain || s == Stage::sft || s == Stage::dpo; }
+    bool enabled(Stage s) const {
+        return settings_.dpo_enabled() || (s != Stage::dpo_corpus && s != Stage::dpo);
+    }
     // Where a trainer stage writes until it completes: the last complete output stays whole meanwhile.
     fs::path work(Stage s) const {
         return is_trainer(s) ? run_ / (std::string(info(s).directory) + ".partial") : dir(s);
@@ -746,6 +811,7 @@ class Pipeline {
         } else {
             instructions_note_ = "instruction datasets as configured";
         }
+        for (auto& d : p.dpo_corpus.datasets) d.path = expand(d.path);
 
         auto& e = p.evaluation;
         e.wikitext.file = expand(e.wikitext.file);
@@ -801,6 +867,12 @@ class Pipeline {
             case Stage::generations:
                 section = {{"generations", config::to_json(p.generations)},
                            {"template", std::string(config::enum_name(p.sft_corpus.chat_template))}};
+                break;
+            case Stage::dpo_corpus:
+                section = {{"dpo_corpus", config::to_json(p.dpo_corpus)}};
+                break;
+            case Stage::dpo:
+                section = {{"preset", options_.preset}, {"dpo", config::to_json(p.dpo)}};
                 break;
         }
         std::string text = boost::json::serialize(section);
@@ -927,6 +999,10 @@ class Pipeline {
                                 detail::prompt_template(settings_.sft_corpus.chat_template));
             case Stage::generations:
                 return generations();
+            case Stage::dpo_corpus:
+                return dpo_corpus();
+            case Stage::dpo:
+                return dpo(resume);
         }
         return {};
     }
@@ -979,16 +1055,18 @@ class Pipeline {
                " validation sequences of " + std::to_string(s.sequence_length) + " tokens";
     }
 
-    static void write_fit(const fs::path& file, const train::FitResult& fit) {
+    static boost::json::object fit_json(const train::FitResult& fit) {
         auto number = [](double x) {
             return std::isfinite(x) ? boost::json::value(x) : boost::json::value(nullptr);
         };
-        config::write_json_file(boost::json::object{{"steps", fit.steps},
-                                                    {"tokens", fit.tokens},
-                                                    {"train_loss", number(fit.train_loss)},
-                                                    {"val_loss", number(fit.val_loss)},
-                                                    {"val_ppl", number(std::exp(fit.val_loss))}},
-                                file);
+        return {{"steps", fit.steps},
+                {"tokens", fit.tokens},
+                {"train_loss", number(fit.train_loss)},
+                {"val_loss", number(fit.val_loss)},
+                {"val_ppl", number(std::exp(fit.val_loss))}};
+    }
+    static void write_fit(const fs::path& file, const train::FitResult& fit) {
+        config::write_json_file(fit_json(fit), file);
     }
 
     static std::string fit_summary(const train::FitResult& fit) {
@@ -1065,6 +1143,99 @@ class Pipeline {
         }
         write_fit(work(Stage::sft) / "result.json", result.fit);
         return fit_summary(result.fit);
+    }
+
+    std::string dpo_corpus() {
+        auto s = settings_.dpo_corpus;
+        s.tokenizer = dir(Stage::tokenizer);
+        s.output = dir(Stage::dpo_corpus);
+        record_config(Stage::dpo_corpus, s, "lumi_prepare_dpo");
+        const auto tok = tokenizer::Tokenizer::load(s.tokenizer);
+        const auto r = data::prepare_preferences(
+            s, [&tok](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok));
+        const auto& m = r.manifest;
+        std::printf("%llu train and %llu validation pairs; dropped %llu identical, %llu duplicate; truncated %llu "
+                    "prompts, %llu responses (%.1f s)\n",
+                    (unsigned long long)m.train.pairs, (unsigned long long)m.val.pairs,
+                    (unsigned long long)m.dropped.identical, (unsigned long long)m.dropped.duplicate,
+                    (unsigned long long)m.dropped.truncated_prompts,
+                    (unsigned long long)m.dropped.truncated_responses, r.seconds);
+        return std::to_string(m.train.pairs) + " train and " + std::to_string(m.val.pairs) + " validation pairs";
+    }
+
+    template <class Loss>
+    train::FinetuneResult train_dpo(const train::DpoStageSettings<>& s) {
+        return s.method == train::FinetuneMethod::lora ? train::train_dpo<S, Lora<L>, Loss>(s)
+                                                       : train::train_dpo<S, Dense, Loss>(s);
+    }
+
+    // The held-out pairs scored by the SFT model (before) and the DPO model (after): the likelihood of each
+    // answer, and after also the implicit reward against the SFT model (the reference).
+    boost::json::object preference_scores(const fs::path& checkpoint, bool with_reference) const {
+        const auto& s = settings_.dpo;
+        const auto tok = tokenizer::Tokenizer::load(dir(Stage::tokenizer));
+        const auto device = train::resolve_device(s.run.device);
+        Transformer<S> model, reference;
+        io::load_model_for(model, checkpoint, tok, dir(Stage::tokenizer).string());
+        model->to(device);
+        model->eval();
+        const eval::LogitsOf logits = [&](const torch::Tensor& x) { return model->forward(x); };
+        eval::PreferenceTaskSettings task{.dataset = dir(Stage::dpo_corpus), .beta = s.dpo.beta};
+        boost::json::object out;
+        auto add = [&](const char* prefix, const eval::PreferenceTaskResult& r) {
+            out[std::string(prefix) + "_accuracy"] = r.accuracy;
+            out[std::string(prefix) + "_margin"] = r.margin;
+            out["pairs"] = r.n;
+        };
+        add("likelihood", eval::preference(logits, {}, task, device));
+        if (with_reference) {
+            io::load_model_for(reference, dir(Stage::sft) / "merged", tok, dir(Stage::tokenizer).string());
+            reference->to(device);
+            reference->eval();
+            add("reward", eval::preference(
+                              logits, [&](const torch::Tensor& x) { return reference->forward(x); }, task, device));
+        }
+        return out;
+    }
+
+    std::string dpo(bool resume) {
+        auto s = settings_.dpo;
+        s.preset = options_.preset;
+        s.data.dataset = dir(Stage::dpo_corpus).string();
+        s.data.base = (dir(Stage::sft) / "merged").string();
+        s.data.tokenizer = dir(Stage::tokenizer).string();
+        s.run.output = dir(Stage::dpo).string();
+        record_config(Stage::dpo, s, binary("train_dpo"));
+        s.run.output = work(Stage::dpo).string();
+        if (resume) s.run.resume = "latest";
+        const auto before = preference_scores(dir(Stage::sft) / "merged", false);
+        const auto result =
+            s.loss == train::DpoLoss::ipo ? train_dpo<train::IpoLoss>(s) : train_dpo<train::SigmoidLoss>(s);
+        if (result.fit.interrupted)
+            throw lumi::Interrupted("interrupted at step " + std::to_string(result.fit.steps) +
+                                        "; run the pipeline again to resume from " +
+                                        result.fit.checkpoint.string(),
+                                    result.fit.signal);
+        if (s.method == train::FinetuneMethod::full) {
+            StagedDirectory merged(work(Stage::dpo) / "merged");
+            fs::copy(work(Stage::dpo) / "final", merged.path(), fs::copy_options::recursive);
+            merged.commit();
+        }
+        const auto after = preference_scores(work(Stage::dpo) / "merged", true);
+        boost::json::object validation;
+        for (const auto& [name, value] : result.fit.val_metrics)
+            validation[name] = std::isfinite(value) ? boost::json::value(value) : boost::json::value(nullptr);
+        auto fit = fit_json(result.fit);
+        fit.erase("val_ppl");  // the DPO loss is no next-token loss
+        fit["val_metrics"] = validation;
+        fit["preference"] = boost::json::object{{"before", before}, {"after", after}};
+        config::write_json_file(fit, work(Stage::dpo) / "result.json");
+        std::printf("held-out pairs (%s): likelihood prefers chosen %.3f before, %.3f after; implicit reward %.3f\n",
+                    boost::json::serialize(after.at("pairs")).c_str(),
+                    before.at("likelihood_accuracy").as_double(), after.at("likelihood_accuracy").as_double(),
+                    after.at("reward_accuracy").as_double());
+        return fit_summary(result.fit) + ", held-out reward accuracy " +
+               detail::fixed(after.at("reward_accuracy").as_double(), 3);
     }
 
     std::string evaluate(Stage s, const fs::path& checkpoint, eval::PromptTemplate smoke_template) {

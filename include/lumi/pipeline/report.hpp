@@ -205,6 +205,7 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
     const auto pretrain = detail::read_object(run / "04_pretrain" / "result.json");
     const auto sft_corpus = detail::read_object(run / "06_sft_corpus" / "manifest.json");
     const auto sft = detail::read_object(run / "07_sft" / "result.json");
+    const auto dpo = detail::read_object(run / "11_dpo" / "result.json");
     std::optional<eval::Results> before, after;
     if (fs::exists(run / "05_eval_pretrain" / "results.json"))
         before = eval::read_results(run / "05_eval_pretrain" / "results.json");
@@ -244,6 +245,7 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
     };
     fit_row("pretraining (corpus validation split)", pretrain);
     fit_row(("fine-tuning, " + sft_method + " (instruction validation split)").c_str(), sft);
+    fit_row("preference optimisation (DPO loss, preference validation split)", dpo);
     md << "\n";
 
     auto is_smoke = [](const std::string& name) { return name.rfind("smoke.", 0) == 0; };
@@ -304,6 +306,26 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
               "docs/evaluation.md); "
               "the pretrained model sees the raw prompt, the fine-tuned one the instruction template.\n\n";
         comparison(true);
+    }
+
+    if (dpo) {
+        md << "### Preference optimisation (DPO)\n\n"
+           << "Held-out preference pairs (`10_dpo_corpus`, validation split), " << text(at(*dpo, {"preference", "after", "pairs"}))
+           << " pairs. Likelihood: the fraction whose chosen answer is more likely than the rejected one; implicit "
+              "reward: the same for beta (log pi - log ref), the reference being the fine-tuned model (0.5 for it "
+              "by definition). Ties count one half.\n\n"
+           << "| figure | fine-tuned | after DPO |\n|---|---:|---:|\n"
+           << "| likelihood accuracy | " << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_accuracy"}))
+           << " | " << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_accuracy"})) << " |\n"
+           << "| likelihood margin (nats) | " << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_margin"}))
+           << " | " << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_margin"})) << " |\n"
+           << "| implicit reward accuracy | 0.5000 | " << detail::fixed4(at(*dpo, {"preference", "after", "reward_accuracy"}))
+           << " |\n| implicit reward margin | 0.0000 | " << detail::fixed4(at(*dpo, {"preference", "after", "reward_margin"}))
+           << " |\n\n" << text(dpo->if_contains("steps")) << " steps (" << text(at(settings, {"dpo", "loss"}))
+           << " loss, beta " << text(at(settings, {"dpo", "dpo", "beta"})) << "); last validation DPO loss "
+           << detail::fixed4(dpo->if_contains("val_loss")) << ", rewards/accuracies "
+           << detail::fixed4(at(*dpo, {"val_metrics", "rewards/accuracies"})) << ", kl "
+           << detail::fixed4(at(*dpo, {"val_metrics", "kl"})) << ".\n\n";
     }
 
     md << "## Model\n\n" << detail::fence(model.description) << "\n";
@@ -395,7 +417,8 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
 
     md << "## Training curves\n\n";
     for (const auto& [dir, label] :
-         {std::pair{"04_pretrain", "pretraining"}, std::pair{"07_sft", "fine-tuning"}}) {
+         {std::pair{"04_pretrain", "pretraining"}, std::pair{"07_sft", "fine-tuning"},
+          std::pair{"11_dpo", "preference optimisation"}}) {
         const Curve c = read_curve(run / dir / "metrics.jsonl");
         if (c.loss.empty()) continue;
         const std::string name = std::string(dir).substr(3);
