@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
         if (cli.described<Settings>()) return 0;
         const auto settings = cli.load<Settings>();
         if (cli.printed(settings)) return 0;
+        if (settings.datasets.empty())
+            throw lumi::config::FieldError("datasets", "must list at least one dataset");
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         const auto report =

@@ -63,8 +63,8 @@ struct PreferenceSettings {
     std::uint32_t threads = 0;                  // 0: lumi::default_threads()
     bool skip_malformed = false;                // skip and count bad records instead of stopping at the first
 
+    // An empty `datasets` is valid here (the pipeline's DPO stages are off without data); preparing needs one.
     void validate() const {
-        if (datasets.empty()) throw config::FieldError("datasets", "must list at least one dataset");
         if (output.empty()) throw config::FieldError("output", "must name the output directory");
         if (sequence_length < 2) throw config::FieldError("sequence_length", "must be at least 2");
         if (max_prompt_tokens < 1 || max_prompt_tokens >= sequence_length)
@@ -460,6 +460,7 @@ template <Encoder Encode>
 PreferenceReport prepare_preferences(const PreferenceSettings& settings, const Encode& encode,
                                      const TokenizerInfo& tokenizer) {
     settings.validate();
+    if (settings.datasets.empty()) throw config::FieldError("datasets", "must list at least one dataset");
     check_tokenizer(tokenizer);
     const auto start = std::chrono::steady_clock::now();
     const std::size_t threads = settings.threads > 0 ? settings.threads : lumi::default_threads();
