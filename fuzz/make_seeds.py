@@ -132,6 +132,22 @@ put("instructions", "sharegpt", b"\x04" + json.dumps([{"conversations": [
     {"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
     {"from": "gpt", "value": "Hello"}, {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Bye"}]}]).encode())
 
+hh = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Name a colour.\n\nAssistant: Blue.",
+      "rejected": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Name a colour.\n\nAssistant: No."}
+put("preferences", "hh_rlhf", b"\x00" + (json.dumps(hh) + "\n" + json.dumps({"chosen": "x", "rejected": "y"})).encode())
+put("preferences", "orca_pairs", b"\x04" + json.dumps([
+    {"system": "Be brief.", "question": "2 + 2?", "chosen": "4", "rejected": "5"},
+    {"prompt": "Say hi.", "chosen": "Hi.", "rejected": "Hi."}]).encode())
+put("preferences", "messages_gzip", b"\x08" + gzip.compress((json.dumps({
+    "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+    "chosen": [{"role": "assistant", "content": "Hello."}],
+    "rejected": [{"role": "assistant", "content": "Go away."}]}) + "\n").encode(), mtime=0))
+implicit = json.dumps({
+    "chosen": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}],
+    "rejected": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "No."}]}) + "\n"
+put("preferences", "messages_zstd", b"\x0c" + subprocess.run(["zstd", "-q", "-c"], input=implicit.encode(),
+                                                              capture_output=True, check=True).stdout)
+
 put("hf_config", "llama", json.dumps({
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu", "vocab_size": 4096,
     "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 8,

@@ -24,7 +24,7 @@ else
   echo "fuzz.sh: '$budget' is neither seconds nor runs=N" >&2; exit 2
 fi
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors packed_shard settings corpus_lines instructions hf_config trainer_state gguf spm_model)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors packed_shard settings corpus_lines instructions hf_config trainer_state gguf spm_model preferences)
 build=build-fuzz
 clang=$(command -v clang++-14 || command -v clang++) || { echo "fuzz.sh: clang++ not found (scripts/setup.sh)" >&2; exit 1; }
 

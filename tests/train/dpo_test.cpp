@@ -267,4 +267,52 @@ TEST(Dpo, ResumedRunReproducesTheUninterruptedMetricsBitForBit) {
     fs::remove_all(dir);
 }
 
+// The stage function end to end, both ways: LoRA (reference = adapters off; adapter/ and merged/ written)
+// and full fine-tuning (a frozen copy as reference; final/), each lowering the training DPO loss from ln 2.
+TEST(Dpo, TrainDpoRunsWithLoraAndWithFullFineTuning) {
+    constexpr lumi::ModelSpec small{.vocab_size = 259,
+                                    .n_layer = 2,
+                                    .d_model = 32,
+                                    .n_head = 2,
+                                    .n_kv_head = 2,
+                                    .ffn_hidden = 64,
+                                    .context = 64};
+    const fs::path dir = prepare_hh("dpo_stage", 64);
+    lumi::io::SaveSettings save;
+    save.tokenizer = lumi::io::TokenizerIdentity{lumi::test::byte_tokenizer_sha(), 259};
+    lumi::io::save_model(lumi::Transformer<small>(lumi::InitSettings{.seed = 6}), dir / "base", save);
+
+    lumi::train::DpoStageSettings<> settings;
+    settings.data = {.dataset = (dir / "dpo").string(), .base = (dir / "base").string()};
+    settings.run = dpo_settings<lumi::PretrainTrainer<small>>(dir / "lora", 8).run;
+    settings.run.eval_every = 4;
+    settings.optimizer.lr = 3e-3;
+    torch::manual_seed(0);
+    const auto lora = lumi::train::train_dpo<small, lumi::Lora<adapter>>(settings, nullptr);
+    EXPECT_EQ(lora.fit.steps, 8);
+    EXPECT_LT(lora.fit.train_loss, std::log(2.0));
+    EXPECT_FALSE(lora.fit.val_metrics.empty());
+    EXPECT_TRUE(fs::exists(lora.adapter / "adapter_model.safetensors"));
+    EXPECT_TRUE(fs::exists(lora.merged / "model.safetensors"));
+
+    settings.method = lumi::train::FinetuneMethod::full;
+    settings.run.output = (dir / "full").string();
+    settings.optimizer.lr = 1e-3;
+    const auto full = lumi::train::train_dpo<small, lumi::Dense, lumi::IpoLoss>(settings, nullptr);
+    EXPECT_EQ(full.fit.steps, 8);
+    EXPECT_EQ(full.merged, dir / "full" / "final");
+    EXPECT_TRUE(fs::exists(full.merged / "model.safetensors"));
+    EXPECT_TRUE(full.adapter.empty());
+
+    // The data must be preference pairs prepared with the base's tokenizer.
+    settings.data.tokenizer = "";
+    lumi::io::SaveSettings other = save;
+    other.tokenizer->sha256 = std::string(64, 'a');
+    lumi::io::save_model(lumi::Transformer<small>(), dir / "other_base", other);
+    settings.data.base = (dir / "other_base").string();
+    EXPECT_CONTAINS(lumi::test::error_of([&] { lumi::train::train_dpo<small, lumi::Dense>(settings, nullptr); }),
+                    "is not the one checkpoint");
+    fs::remove_all(dir);
+}
+
 }  // namespace
