@@ -60,8 +60,8 @@ struct EvaluateSettings {
     void validate() const {
         for (const auto& t : tasks) {
             if (t != "perplexity" && t != "boolq" && t != "smoke" && t != "preference")
-                throw lumi::config::FieldError("tasks",
-                                               "unknown task '" + t + "' (perplexity, boolq, smoke, preference)");
+                throw lumi::config::FieldError(
+                    "tasks", "unknown task '" + t + "' (perplexity, boolq, smoke, preference)");
             if (t == "preference" && preference.dataset.empty())
                 throw lumi::config::FieldError("preference.dataset",
                                                "must name a prepare_dpo dataset when tasks lists preference");

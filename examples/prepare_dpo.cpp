@@ -1,7 +1,8 @@
 // Builds a preference set for DPO: reads HH-RLHF transcripts, prompt/chosen/rejected pairs or TRL's message
 // lists (JSON or JSON lines, gzip or zstd), renders them with the SFT chat template, tokenises, truncates,
 // drops identical and duplicate pairs and writes train/val shards with a manifest.
-//   lumi_prepare_dpo --set 'datasets=[{"path": "harmless-base-test.jsonl.gz"}]' --set tokenizer=runs/x/tokenizer \
+//   lumi_prepare_dpo --set 'datasets=[{"path": "harmless-base-test.jsonl.gz"}]' --set
+//   tokenizer=runs/x/tokenizer \
 //                    --set output=runs/x/dpo --set chat_template=instruct
 #include <iostream>
 
@@ -31,9 +32,9 @@ int main(int argc, char** argv) {
             lumi::data::prepare_preferences(settings, encode, lumi::data::tokenizer_info(tokenizer));
         const auto& m = report.manifest;
         for (const auto& d : m.datasets)
-            std::cout << d.path << " (" << lumi::config::enum_name(d.format) << "): " << d.records << " records, "
-                      << d.pairs << " pairs, " << d.skipped_malformed << " malformed, " << d.empty << " empty; "
-                      << d.train_pairs << " train, " << d.val_pairs << " val\n";
+            std::cout << d.path << " (" << lumi::config::enum_name(d.format) << "): " << d.records
+                      << " records, " << d.pairs << " pairs, " << d.skipped_malformed << " malformed, "
+                      << d.empty << " empty; " << d.train_pairs << " train, " << d.val_pairs << " val\n";
         for (const auto* split : {&m.train, &m.val})
             std::cout << (split == &m.train ? "train " : "val   ") << split->pairs << " pairs: prompts "
                       << split->prompt_tokens << " tokens, chosen " << split->chosen_tokens << ", rejected "

@@ -43,12 +43,13 @@ int main(int argc, char** argv) {
         cli.check_preset(settings.preset, preset_name, "train_dpo");
         if (cli.printed(settings)) return 0;
         const auto result = settings.loss == lumi::train::DpoLoss::ipo ? train<lumi::IpoLoss>(settings)
-                                                                        : train<lumi::SigmoidLoss>(settings);
+                                                                       : train<lumi::SigmoidLoss>(settings);
         std::cout << (result.fit.interrupted ? "interrupted" : "finished") << " after " << result.fit.steps
                   << " steps; training loss " << result.fit.train_loss;
         if (!std::isnan(result.fit.val_loss)) std::cout << ", validation loss " << result.fit.val_loss;
         std::cout << "\n";
-        for (const auto& [name, value] : result.fit.val_metrics) std::cout << "validation " << name << " " << value << "\n";
+        for (const auto& [name, value] : result.fit.val_metrics)
+            std::cout << "validation " << name << " " << value << "\n";
         if (!result.adapter.empty()) std::cout << "adapter " << result.adapter.string() << "\n";
         if (!result.merged.empty()) std::cout << "merged model " << result.merged.string() << "\n";
         return lumi::train::exit_status(result.fit.signal);

@@ -62,12 +62,13 @@ TEST(PreferenceReaders, PairsAndMessagesFormatsGiveTheSamePair) {
                             R"("chosen": [{"role": "assistant", "content": "4"}], )"
                             R"("rejected": [{"role": "assistant", "content": "5"}]})"
                             "\n");
-    lumi::write_file_atomic(dir / "implicit.jsonl",
-                            R"({"chosen": [{"role": "system", "content": "Be brief."}, )"
-                            R"({"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}], )"
-                            R"("rejected": [{"role": "system", "content": "Be brief."}, )"
-                            R"({"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "5"}]})"
-                            "\n");
+    lumi::write_file_atomic(
+        dir / "implicit.jsonl",
+        R"({"chosen": [{"role": "system", "content": "Be brief."}, )"
+        R"({"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"}], )"
+        R"("rejected": [{"role": "system", "content": "Be brief."}, )"
+        R"({"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "5"}]})"
+        "\n");
     const auto orca = read(dir / "orca.json");
     EXPECT_EQ(orca.format, data::PreferenceFormat::pairs);
     for (const char* name : {"orca.json", "explicit.jsonl", "implicit.jsonl"}) {
@@ -100,9 +101,10 @@ TEST(PreferenceReaders, BadRecordsNameTheFileAndLineOrAreSkippedAndCounted) {
     EXPECT_EQ(skipped.skipped, 3u);
     EXPECT_EQ(skipped.pairs.size(), 1u);
 
-    lumi::write_file_atomic(dir / "roles.jsonl",
-                            R"({"prompt": [{"role": "narrator", "content": "x"}], "chosen": [], "rejected": []})"
-                            "\n");
+    lumi::write_file_atomic(
+        dir / "roles.jsonl",
+        R"({"prompt": [{"role": "narrator", "content": "x"}], "chosen": [], "rejected": []})"
+        "\n");
     const auto roles = lumi::test::error_of([&] { read(dir / "roles.jsonl"); });
     EXPECT_TRUE(contains(roles, "roles.jsonl:1: prompt[0].role: unknown role 'narrator'")) << roles;
 
@@ -168,7 +170,8 @@ TEST(PreparePreferences, RowsHoldPromptThenResponseWithTheMaskOnTheResponse) {
     std::set<std::vector<int>> train_prompts;
     for (const std::string split : {"train", "val"}) {
         const data::PreferenceDataset dataset(dir / "dpo", {.split = split, .verify = true});
-        EXPECT_EQ(std::uint64_t(dataset.size()), split == "train" ? manifest.train.pairs : manifest.val.pairs);
+        EXPECT_EQ(std::uint64_t(dataset.size()),
+                  split == "train" ? manifest.train.pairs : manifest.val.pairs);
         std::vector<std::int64_t> all(static_cast<std::size_t>(dataset.size()));
         for (std::size_t i = 0; i < all.size(); ++i) all[i] = std::int64_t(i);
         const auto batch = dataset.samples(all);
@@ -200,7 +203,8 @@ TEST(PreparePreferences, RowsHoldPromptThenResponseWithTheMaskOnTheResponse) {
             // The prompt is cut from the left (the turn's end kept), the response from the right (its start).
             const std::string text = lumi::test::byte_decode(prompt[0]);
             EXPECT_TRUE(text.ends_with("\n\nAssistant: ")) << text;
-            EXPECT_TRUE(lumi::test::byte_decode(response[1]).starts_with("no ")) << lumi::test::byte_decode(response[1]);
+            EXPECT_TRUE(lumi::test::byte_decode(response[1]).starts_with("no "))
+                << lumi::test::byte_decode(response[1]);
             const bool whole = response[0].back() == lumi::test::eos_id;
             EXPECT_TRUE(whole || prompt[0].size() + response[0].size() == 48u);
             if (split == "train") train_prompts.insert(prompt[0]);

@@ -184,12 +184,14 @@ int main(int argc, char** argv) {
     std::string loss_type = "sigmoid";
     double beta = 0.1, label_smoothing = 0.0;
     auto* dpo = app.add_subcommand(
-        "dpo", "nano + nano_lora, random adapter: base/, adapter/, pairs.json; lumi's DPO loss, metrics, gradients");
+        "dpo",
+        "nano + nano_lora, random adapter: base/, adapter/, pairs.json; lumi's DPO loss, metrics, gradients");
     dpo->add_option("--seed", seed);
     dpo->add_option("--loss", loss_type)->check(CLI::IsMember({"sigmoid", "ipo"}));
     dpo->add_option("--beta", beta);
     dpo->add_option("--label-smoothing", label_smoothing);
-    dpo->add_option("--out", out, "directory: base/, adapter/, pairs.json, dpo.json, grads.safetensors")->required();
+    dpo->add_option("--out", out, "directory: base/, adapter/, pairs.json, dpo.json, grads.safetensors")
+        ->required();
 
     CLI11_PARSE(app, argc, argv);
     try {
@@ -320,7 +322,8 @@ int main(int argc, char** argv) {
             auto draw = [&](std::int64_t low, std::int64_t high) {
                 const auto n = torch::randint(low, high + 1, {1}, gen, torch::kInt64).item<std::int64_t>();
                 const auto ids = torch::randint(4, S.vocab_size, {n}, gen, torch::kInt64);
-                return std::vector<std::int64_t>(ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + n);
+                return std::vector<std::int64_t>(ids.data_ptr<std::int64_t>(),
+                                                 ids.data_ptr<std::int64_t>() + n);
             };
             std::vector<std::vector<std::int64_t>> prompts, responses[2];
             boost::json::array records;
@@ -333,7 +336,8 @@ int main(int argc, char** argv) {
                     length = std::max<std::int64_t>(length, std::int64_t(prompts.back().size() + r.size()));
                 records.emplace_back(boost::json::object{
                     {"prompt_input_ids", boost::json::array(prompts.back().begin(), prompts.back().end())},
-                    {"chosen_input_ids", boost::json::array(responses[0].back().begin(), responses[0].back().end())},
+                    {"chosen_input_ids",
+                     boost::json::array(responses[0].back().begin(), responses[0].back().end())},
                     {"rejected_input_ids",
                      boost::json::array(responses[1].back().begin(), responses[1].back().end())}});
             }

@@ -82,7 +82,8 @@ pipeline::PipelineSettings smoke_settings(const fs::path& inputs, std::vector<st
         "evaluation.wikitext.file=" + (inputs / "wikitext.txt").string(),
         "evaluation.smoke.prompts=" + (inputs / "smoke.json").string(),
         "instructions.source=datasets",
-        "dpo_corpus.datasets=[{\"path\": \"" LUMI_SOURCE_DIR "/tests/data/fixtures/hh_rlhf_600.jsonl.gz\", "
+        "dpo_corpus.datasets=[{\"path\": \"" LUMI_SOURCE_DIR
+        "/tests/data/fixtures/hh_rlhf_600.jsonl.gz\", "
         "\"max_pairs\": 120}]",
         "pretrain.run.threads=1",  // small tensors: one thread, no OpenMP spinning on a busy machine
         "sft.run.threads=1",
@@ -167,7 +168,8 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
          {"## Model", "parameters 3933888", "## Data", "common-licenses", "vocabulary 400",
           "## Training curves", "figures/pretrain_loss.svg", "## Sample generations", "## Stages",
           "## Hardware", "## Reproduce", "lumi_pretrain_nano --config", "--only generations",
-          "### Preference optimisation (DPO)", "| implicit reward accuracy | 0.5000 |", "lumi_train_dpo_nano --config"})
+          "### Preference optimisation (DPO)", "| implicit reward accuracy | 0.5000 |",
+          "lumi_train_dpo_nano --config"})
         EXPECT_TRUE(contains(report, section)) << section;
     for (const char* figure : {"pretrain_loss", "pretrain_lr", "sft_loss", "sft_lr", "dpo_loss"})
         expect_well_formed_svg(dir / "figures" / (std::string(figure) + ".svg"));
@@ -213,9 +215,9 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
 
     // A changed setting re-runs its stage only (nothing reads the generations).
     run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir);
-    EXPECT_EQ(statuses(dir), (std::vector<std::string>{"skipped", "skipped", "skipped", "skipped", "skipped",
-                                                       "skipped", "skipped", "skipped", "ran", "skipped",
-                                                       "skipped"}));
+    EXPECT_EQ(statuses(dir),
+              (std::vector<std::string>{"skipped", "skipped", "skipped", "skipped", "skipped", "skipped",
+                                        "skipped", "skipped", "ran", "skipped", "skipped"}));
 
     // --only runs one stage whatever its state.
     run(smoke_settings(temp.path / "inputs", {"generations.sampling.max_new_tokens=4"}), dir, {},
@@ -246,7 +248,8 @@ TEST(Pipeline, DpoStagesAreOffWithoutPreferenceDataAndKeepTheSftTemplate) {
         smoke_settings(temp.path / "inputs", {"dpo_corpus.chat_template=chatml"});
         FAIL() << "expected an error";
     } catch (const lumi::Error& e) {
-        EXPECT_TRUE(contains(e.what(), "dpo_corpus.chat_template: must be sft_corpus.chat_template ('instruct')"))
+        EXPECT_TRUE(
+            contains(e.what(), "dpo_corpus.chat_template: must be sft_corpus.chat_template ('instruct')"))
             << e.what();
     }
 }

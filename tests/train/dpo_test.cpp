@@ -136,7 +136,8 @@ TEST(Dpo, IpoAveragesLogProbabilitiesOverTheResponse) {
     torch::NoGradGuard no_grad;
     const auto logps = logps_by_hand(model, batch, true);
     const auto ref = reference_by_hand(model, batch, true);
-    const auto h = torch::stack({logps[0] - logps[2] - ref[0] + ref[2], logps[1] - logps[3] - ref[1] + ref[3]});
+    const auto h =
+        torch::stack({logps[0] - logps[2] - ref[0] + ref[2], logps[1] - logps[3] - ref[1] + ref[3]});
     EXPECT_NEAR(out.loss.item<double>(), (h - 1 / (2 * 0.2)).pow(2).mean().item<double>(), 1e-5);
 }
 
@@ -171,9 +172,8 @@ TEST(Dpo, FullFineTuningNeedsAFrozenReference) {
                     "a model without LoRA adapters needs a frozen reference");
     lumi::Transformer<spec> reference(lumi::InitSettings{.seed = 1});
     lumi::Dpo<> with_reference;
-    with_reference.set_reference([reference](const torch::Tensor& inputs) mutable {
-        return reference->forward(inputs);
-    });
+    with_reference.set_reference(
+        [reference](const torch::Tensor& inputs) mutable { return reference->forward(inputs); });
     EXPECT_NEAR(with_reference(dense, two_pairs()).loss.item<double>(), std::log(2.0), 1e-6);
     EXPECT_CONTAINS(lumi::test::error_of([] { lumi::Dpo<> bad({.beta = 0}); }), "beta: must be > 0");
     EXPECT_CONTAINS(lumi::test::error_of([] { lumi::Dpo<> bad({.label_smoothing = 0.5}); }),
@@ -234,7 +234,8 @@ TEST(Dpo, ResumedRunReproducesTheUninterruptedMetricsBitForBit) {
     std::vector<Record> whole, split;
     {
         torch::manual_seed(0);  // the LoRA dropout draws from the global generator
-        DpoTrainer trainer(SmallModel(lumi::InitSettings{.seed = 2}), dpo_settings<DpoTrainer>(dir / "whole", 6));
+        DpoTrainer trainer(SmallModel(lumi::InitSettings{.seed = 2}),
+                           dpo_settings<DpoTrainer>(dir / "whole", 6));
         trainer.add_callback([&](const auto& r) { whole.push_back(record(r)); });
         trainer.fit(train);
     }
@@ -263,7 +264,8 @@ TEST(Dpo, ResumedRunReproducesTheUninterruptedMetricsBitForBit) {
     settings.run.output = (dir / "split").string();
     lumi::Dpo<> other({.beta = 0.3});
     DpoTrainer trainer(SmallModel(), settings, other);
-    EXPECT_CONTAINS(lumi::test::error_of([&] { trainer.fit(train); }), "objective: checkpoint \"dpo sigmoid beta=0.1");
+    EXPECT_CONTAINS(lumi::test::error_of([&] { trainer.fit(train); }),
+                    "objective: checkpoint \"dpo sigmoid beta=0.1");
     fs::remove_all(dir);
 }
 
@@ -310,8 +312,9 @@ TEST(Dpo, TrainDpoRunsWithLoraAndWithFullFineTuning) {
     other.tokenizer->sha256 = std::string(64, 'a');
     lumi::io::save_model(lumi::Transformer<small>(), dir / "other_base", other);
     settings.data.base = (dir / "other_base").string();
-    EXPECT_CONTAINS(lumi::test::error_of([&] { lumi::train::train_dpo<small, lumi::Dense>(settings, nullptr); }),
-                    "is not the one checkpoint");
+    EXPECT_CONTAINS(
+        lumi::test::error_of([&] { lumi::train::train_dpo<small, lumi::Dense>(settings, nullptr); }),
+        "is not the one checkpoint");
     fs::remove_all(dir);
 }
 

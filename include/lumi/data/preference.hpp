@@ -63,7 +63,8 @@ struct PreferenceSettings {
     std::uint32_t threads = 0;                  // 0: lumi::default_threads()
     bool skip_malformed = false;                // skip and count bad records instead of stopping at the first
 
-    // An empty `datasets` is valid here (the pipeline's DPO stages are off without data); preparing needs one.
+    // An empty `datasets` is valid here (the pipeline's DPO stages are off without data); preparing needs
+    // one.
     void validate() const {
         if (output.empty()) throw config::FieldError("output", "must name the output directory");
         if (sequence_length < 2) throw config::FieldError("sequence_length", "must be at least 2");
@@ -119,7 +120,8 @@ std::uint64_t for_each_json_record(const std::string& text, const std::string& f
         std::size_t consumed = 0;
         const json::value document = parse(text, error, consumed);
         if (error) {
-            const std::size_t line = 1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(consumed), '\n');
+            const std::size_t line =
+                1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(consumed), '\n');
             throw lumi::Error(file + ":" + std::to_string(line) + ": invalid JSON: " + error.message());
         }
         const json::array& array = document.as_array();
@@ -138,7 +140,8 @@ std::uint64_t for_each_json_record(const std::string& text, const std::string& f
                 ++skipped;
                 return;
             }
-            throw lumi::Error(origin + ":" + std::to_string(consumed + 1) + ": invalid JSON: " + error.message());
+            throw lumi::Error(origin + ":" + std::to_string(consumed + 1) +
+                              ": invalid JSON: " + error.message());
         }
         if (!call(record, origin)) ++skipped;
     });
@@ -149,16 +152,18 @@ inline PreferenceFormat detect_preference_format(const json::value& record, cons
     const json::object* object = record.if_object();
     if (object && object->contains("chosen") && object->contains("rejected")) {
         const json::value* prompt = object->if_contains("prompt");
-        if (object->at("chosen").is_array() || (prompt && prompt->is_array())) return PreferenceFormat::messages;
+        if (object->at("chosen").is_array() || (prompt && prompt->is_array()))
+            return PreferenceFormat::messages;
         if (prompt || object->contains("question")) return PreferenceFormat::pairs;
         return PreferenceFormat::hh_rlhf;
     }
     std::string keys;
     if (object)
         for (const auto& item : *object) keys += (keys.empty() ? "" : ", ") + std::string(item.key());
-    throw lumi::Error(origin + ": cannot detect the preference format from the first record (keys: " + keys +
-                      "); expected hh_rlhf (chosen, rejected transcripts), pairs (prompt or question, chosen, "
-                      "rejected) or messages (chosen and rejected message lists); set the dataset's format");
+    throw lumi::Error(
+        origin + ": cannot detect the preference format from the first record (keys: " + keys +
+        "); expected hh_rlhf (chosen, rejected transcripts), pairs (prompt or question, chosen, "
+        "rejected) or messages (chosen and rejected message lists); set the dataset's format");
 }
 
 inline std::string trim(std::string_view text) {
@@ -175,8 +180,9 @@ inline Conversation parse_hh_prompt(std::string_view prompt) {
     std::size_t at = 0;
     while (at < prompt.size()) {
         if (!prompt.substr(at).starts_with(human))
-            throw RecordError("the transcript does not alternate \"\\n\\nHuman:\" and \"\\n\\nAssistant:\" (at byte " +
-                              std::to_string(at) + ")");
+            throw RecordError(
+                "the transcript does not alternate \"\\n\\nHuman:\" and \"\\n\\nAssistant:\" (at byte " +
+                std::to_string(at) + ")");
         const std::size_t question = at + human.size();
         const std::size_t answer_mark = prompt.find(assistant, question);
         if (answer_mark == std::string_view::npos)
@@ -192,12 +198,14 @@ inline Conversation parse_hh_prompt(std::string_view prompt) {
 
 inline PreferencePair read_hh_rlhf(const json::value& record) {
     static constexpr std::string_view assistant = "\n\nAssistant:";
-    const std::string_view chosen = string_field(record, "chosen"), rejected = string_field(record, "rejected");
+    const std::string_view chosen = string_field(record, "chosen"),
+                           rejected = string_field(record, "rejected");
     const std::size_t last = chosen.rfind(assistant);
     if (last == std::string_view::npos) throw RecordError("field 'chosen': no \"\\n\\nAssistant:\" turn");
     const std::string_view prompt = chosen.substr(0, last + assistant.size());
     if (!rejected.starts_with(prompt))
-        throw RecordError("'chosen' and 'rejected' do not share the prompt up to chosen's last \"Assistant:\"");
+        throw RecordError(
+            "'chosen' and 'rejected' do not share the prompt up to chosen's last \"Assistant:\"");
     PreferencePair pair{parse_hh_prompt(prompt), trim(chosen.substr(prompt.size())),
                         trim(rejected.substr(prompt.size()))};
     if (pair.prompt.turns.back().response.empty()) return pair;
@@ -253,7 +261,8 @@ inline Conversation messages_prompt(const std::vector<Message>& messages, std::s
             pending = pending.empty() ? m.content : pending + "\n\n" + m.content;
         } else {
             if (pending.empty())
-                throw RecordError("field '" + std::string(key) + "': an assistant message before any user one");
+                throw RecordError("field '" + std::string(key) +
+                                  "': an assistant message before any user one");
             conversation.turns.push_back({std::move(pending), m.content});
             pending.clear();
         }
@@ -285,10 +294,11 @@ inline PreferencePair read_messages_pair(const json::value& record) {
     }
     // Implicit prompt: the messages both conversations share, up to where they part.
     std::size_t shared = 0;
-    while (shared < chosen.size() && shared < rejected.size() && chosen[shared].role == rejected[shared].role &&
-           chosen[shared].content == rejected[shared].content)
+    while (shared < chosen.size() && shared < rejected.size() &&
+           chosen[shared].role == rejected[shared].role && chosen[shared].content == rejected[shared].content)
         ++shared;
-    while (shared > 0 && !is_prompt_role(chosen[shared - 1].role)) --shared;  // answers start after a user turn
+    while (shared > 0 && !is_prompt_role(chosen[shared - 1].role))
+        --shared;  // answers start after a user turn
     if (shared == 0) throw RecordError("'chosen' and 'rejected' share no prompt (no common user message)");
     const std::vector<Message> prompt(chosen.begin(), chosen.begin() + std::ptrdiff_t(shared));
     return {messages_prompt(prompt, "chosen"),
@@ -305,7 +315,8 @@ inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bo
     result.format = source.format;
     const std::string text = read_decompressed(source.path);
     result.skipped = detail::for_each_json_record(
-        text, source.path.string(), skip_malformed, [&](const json::value& record, const std::string& origin) {
+        text, source.path.string(), skip_malformed,
+        [&](const json::value& record, const std::string& origin) {
             ++result.records;
             if (result.format == PreferenceFormat::detect)
                 result.format = detail::detect_preference_format(record, origin);
@@ -313,8 +324,9 @@ inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bo
                 throw RecordError("expected a JSON object, found " + config::detail::describe_found(record));
             if (source.max_pairs > 0 && result.pairs.size() >= source.max_pairs) return;
             PreferencePair pair = result.format == PreferenceFormat::hh_rlhf ? detail::read_hh_rlhf(record)
-                                  : result.format == PreferenceFormat::pairs ? detail::read_pairs(record)
-                                                                             : detail::read_messages_pair(record);
+                                  : result.format == PreferenceFormat::pairs
+                                      ? detail::read_pairs(record)
+                                      : detail::read_messages_pair(record);
             const bool usable = !pair.chosen.empty() && !pair.rejected.empty() &&
                                 std::all_of(pair.prompt.turns.begin(), pair.prompt.turns.end(),
                                             [](const Turn& t) { return !t.prompt.empty(); });
@@ -423,8 +435,9 @@ struct PreferenceReport {
 namespace detail {
 
 inline PreferenceSplitReport write_preference_split(const std::vector<const TokenizedPair*>& pairs,
-                                                    const PreferenceSettings& settings, const ShardLayout& layout,
-                                                    int pad_id, const std::filesystem::path& directory,
+                                                    const PreferenceSettings& settings,
+                                                    const ShardLayout& layout, int pad_id,
+                                                    const std::filesystem::path& directory,
                                                     const std::string& name) {
     const std::size_t length = settings.sequence_length;
     ShardWriter writer(directory, name, layout, settings.sequences_per_shard);
@@ -434,7 +447,8 @@ inline PreferenceSplitReport write_preference_split(const std::vector<const Toke
     for (const TokenizedPair* pair : pairs) {
         for (const std::vector<int>* response : {&pair->chosen, &pair->rejected}) {
             std::copy(pair->prompt.begin(), pair->prompt.end(), tokens.begin());
-            std::copy(response->begin(), response->end(), tokens.begin() + std::ptrdiff_t(pair->prompt.size()));
+            std::copy(response->begin(), response->end(),
+                      tokens.begin() + std::ptrdiff_t(pair->prompt.size()));
             const std::size_t used = pair->prompt.size() + response->size();
             std::fill(tokens.begin() + std::ptrdiff_t(used), tokens.end(), pad_id);
             std::fill(mask.begin(), mask.end(), 0);
@@ -494,8 +508,12 @@ PreferenceReport prepare_preferences(const PreferenceSettings& settings, const E
     };
     std::size_t next = 0;
     for (std::size_t d = 0; d < settings.datasets.size(); ++d) {
-        PreferenceDatasetReport stats{settings.datasets[d].path.string(), reads[d].format, reads[d].records,
-                                      reads[d].skipped, reads[d].empty, reads[d].pairs.size()};
+        PreferenceDatasetReport stats{settings.datasets[d].path.string(),
+                                      reads[d].format,
+                                      reads[d].records,
+                                      reads[d].skipped,
+                                      reads[d].empty,
+                                      reads[d].pairs.size()};
         for (std::size_t p = 0; p < reads[d].pairs.size(); ++p, ++next) {
             TokenizedPair& pair = tokenized[next];
             const Truncation cut = truncate_pair(pair, settings.sequence_length, settings.max_prompt_tokens);
@@ -555,16 +573,16 @@ class PreferenceDataset {
     explicit PreferenceDataset(const std::filesystem::path& directory, PackedOptions options = {})
         : rows_(directory, options), seed_(options.seed) {
         const auto manifest = directory / "manifest.json";
-        const std::string kind =
-            std::filesystem::exists(manifest) ? std::string(config::read_json_file(manifest).at("kind").as_string())
-                                              : std::string("none (no manifest.json)");
+        const std::string kind = std::filesystem::exists(manifest)
+                                     ? std::string(config::read_json_file(manifest).at("kind").as_string())
+                                     : std::string("none (no manifest.json)");
         if (kind != "lumi.dpo")
             throw lumi::Error(directory.string() + ": not a preference dataset (manifest kind " + kind +
                               "); prepare one with lumi_prepare_dpo");
         if (!rows_.has_loss_mask() || rows_.size() % 2 != 0)
             throw lumi::Error(directory.string() + ": the " + options.split +
-                              " split does not hold whole pairs with loss masks (" + std::to_string(rows_.size()) +
-                              " rows)");
+                              " split does not hold whole pairs with loss masks (" +
+                              std::to_string(rows_.size()) + " rows)");
     }
 
     std::int64_t size() const { return rows_.size() / 2; }
@@ -574,7 +592,9 @@ class PreferenceDataset {
     std::string identity() const { return rows_.identity(); }
     const PackedDataset& rows() const { return rows_; }
 
-    std::vector<std::int64_t> order(std::uint64_t epoch) const { return shuffled_order(size(), seed_, epoch); }
+    std::vector<std::int64_t> order(std::uint64_t epoch) const {
+        return shuffled_order(size(), seed_, epoch);
+    }
 
     Sample samples(std::span<const std::int64_t> pairs) const {
         std::vector<std::int64_t> rows;

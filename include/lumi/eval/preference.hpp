@@ -72,7 +72,9 @@ inline PreferenceTaskResult preference(const LogitsOf& policy, const LogitsOf& r
         const auto sample = pairs.samples(indices);
         const auto tokens = sample.tokens.to(device), mask = sample.loss_mask.to(device);
         auto score = lumi::model::response_logps(policy, tokens, mask, false).logps;
-        if (reference) score = settings.beta * (score - lumi::model::response_logps(reference, tokens, mask, false).logps);
+        if (reference)
+            score =
+                settings.beta * (score - lumi::model::response_logps(reference, tokens, mask, false).logps);
         const auto margin = (score.narrow(0, 0, b) - score.narrow(0, b, b)).to(torch::kCPU);
         wins += (margin > 0).sum().item<double>() + 0.5 * (margin == 0).sum().item<double>();
         margins += margin.sum().item<double>();
@@ -86,18 +88,19 @@ inline PreferenceTaskResult preference(const LogitsOf& policy, const LogitsOf& r
 
 inline std::vector<Metric> metrics(const PreferenceTaskResult& r, std::string_view task = "preference") {
     const std::string t(task);
-    const std::string score =
-        r.implicit_reward
-            ? "the implicit reward beta (log pi(answer|prompt) - log ref(answer|prompt)), log-probabilities summed "
-              "over the answer's tokens"
-            : "the summed log-likelihood of the answer's tokens after the prompt";
+    const std::string score = r.implicit_reward
+                                  ? "the implicit reward beta (log pi(answer|prompt) - log "
+                                    "ref(answer|prompt)), log-probabilities summed "
+                                    "over the answer's tokens"
+                                  : "the summed log-likelihood of the answer's tokens after the prompt";
     return {
         {t + ".accuracy", r.accuracy,
-         "fraction of held-out pairs whose chosen answer scores above the rejected one (ties count 1/2); score: " +
+         "fraction of held-out pairs whose chosen answer scores above the rejected one (ties count 1/2); "
+         "score: " +
              score + "; " + r.dataset,
          r.n, "pairs", r.seconds, true},
-        {t + ".margin", r.margin, "mean over the pairs of score(chosen) - score(rejected); score: " + score, r.n,
-         "pairs", r.seconds, true},
+        {t + ".margin", r.margin, "mean over the pairs of score(chosen) - score(rejected); score: " + score,
+         r.n, "pairs", r.seconds, true},
     };
 }
 

@@ -134,7 +134,8 @@ class AdaptersOff {
     explicit AdaptersOff(torch::nn::Module& model) : model_(model) {
         detail::for_each_adapter<L>(model_, [](const std::string& name, LoraLinearImpl<L>& m) {
             if (m.merged)
-                throw lumi::Error(name + ": the adapter is merged into the weight, so it cannot be switched off");
+                throw lumi::Error(name +
+                                  ": the adapter is merged into the weight, so it cannot be switched off");
         });
         set(true);
     }
@@ -144,7 +145,8 @@ class AdaptersOff {
 
   private:
     void set(bool off) {
-        detail::for_each_adapter<L>(model_, [off](const std::string&, LoraLinearImpl<L>& m) { m.disabled = off; });
+        detail::for_each_adapter<L>(model_,
+                                    [off](const std::string&, LoraLinearImpl<L>& m) { m.disabled = off; });
     }
     torch::nn::Module& model_;
 };

@@ -11,14 +11,14 @@ namespace lumi::model {
 // tokens [R, T], mask [R, T] (true on the response). log p = logit[target] - logsumexp(logits), so no
 // [R, T, vocab] log-softmax is kept for backward.
 struct ResponseLogps {
-    torch::Tensor logps;        // [R], float32
-    torch::Tensor tokens;       // [R] response tokens counted
-    torch::Tensor logit_sums;   // [R] the sum over response tokens of the mean logit over the vocabulary
+    torch::Tensor logps;       // [R], float32
+    torch::Tensor tokens;      // [R] response tokens counted
+    torch::Tensor logit_sums;  // [R] the sum over response tokens of the mean logit over the vocabulary
 };
 
 template <class LogitsOf>
-ResponseLogps response_logps(const LogitsOf& logits_of, const torch::Tensor& tokens, const torch::Tensor& mask,
-                             bool with_logit_sums) {
+ResponseLogps response_logps(const LogitsOf& logits_of, const torch::Tensor& tokens,
+                             const torch::Tensor& mask, bool with_logit_sums) {
     const auto length = tokens.size(1);
     const auto targets = tokens.narrow(1, 1, length - 1);
     const auto counted = mask.narrow(1, 1, length - 1);

@@ -345,8 +345,8 @@ inline train::FinetuneSettings<> default_sft() {
     return s;
 }
 
-// Off by default: no preference data ships with a clone (presets/pipeline/*.json or --set turn it on, e.g. with
-// {shared}/hh-rlhf/harmless-base-test.jsonl.gz).
+// Off by default: no preference data ships with a clone (presets/pipeline/*.json or --set turn it on, e.g.
+// with {shared}/hh-rlhf/harmless-base-test.jsonl.gz).
 inline data::PreferenceSettings default_dpo_corpus() {
     data::PreferenceSettings s;
     s.tokenizer = "02_tokenizer";
@@ -1154,13 +1154,15 @@ class Pipeline {
         const auto r = data::prepare_preferences(
             s, [&tok](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok));
         const auto& m = r.manifest;
-        std::printf("%llu train and %llu validation pairs; dropped %llu identical, %llu duplicate; truncated %llu "
-                    "prompts, %llu responses (%.1f s)\n",
-                    (unsigned long long)m.train.pairs, (unsigned long long)m.val.pairs,
-                    (unsigned long long)m.dropped.identical, (unsigned long long)m.dropped.duplicate,
-                    (unsigned long long)m.dropped.truncated_prompts,
-                    (unsigned long long)m.dropped.truncated_responses, r.seconds);
-        return std::to_string(m.train.pairs) + " train and " + std::to_string(m.val.pairs) + " validation pairs";
+        std::printf(
+            "%llu train and %llu validation pairs; dropped %llu identical, %llu duplicate; truncated %llu "
+            "prompts, %llu responses (%.1f s)\n",
+            (unsigned long long)m.train.pairs, (unsigned long long)m.val.pairs,
+            (unsigned long long)m.dropped.identical, (unsigned long long)m.dropped.duplicate,
+            (unsigned long long)m.dropped.truncated_prompts,
+            (unsigned long long)m.dropped.truncated_responses, r.seconds);
+        return std::to_string(m.train.pairs) + " train and " + std::to_string(m.val.pairs) +
+               " validation pairs";
     }
 
     template <class Loss>
@@ -1192,8 +1194,9 @@ class Pipeline {
             io::load_model_for(reference, dir(Stage::sft) / "merged", tok, dir(Stage::tokenizer).string());
             reference->to(device);
             reference->eval();
-            add("reward", eval::preference(
-                              logits, [&](const torch::Tensor& x) { return reference->forward(x); }, task, device));
+            add("reward",
+                eval::preference(
+                    logits, [&](const torch::Tensor& x) { return reference->forward(x); }, task, device));
         }
         return out;
     }
@@ -1230,10 +1233,10 @@ class Pipeline {
         fit["val_metrics"] = validation;
         fit["preference"] = boost::json::object{{"before", before}, {"after", after}};
         config::write_json_file(fit, work(Stage::dpo) / "result.json");
-        std::printf("held-out pairs (%s): likelihood prefers chosen %.3f before, %.3f after; implicit reward %.3f\n",
-                    boost::json::serialize(after.at("pairs")).c_str(),
-                    before.at("likelihood_accuracy").as_double(), after.at("likelihood_accuracy").as_double(),
-                    after.at("reward_accuracy").as_double());
+        std::printf(
+            "held-out pairs (%s): likelihood prefers chosen %.3f before, %.3f after; implicit reward %.3f\n",
+            boost::json::serialize(after.at("pairs")).c_str(), before.at("likelihood_accuracy").as_double(),
+            after.at("likelihood_accuracy").as_double(), after.at("reward_accuracy").as_double());
         return fit_summary(result.fit) + ", held-out reward accuracy " +
                detail::fixed(after.at("reward_accuracy").as_double(), 3);
     }

@@ -310,18 +310,23 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
 
     if (dpo) {
         md << "### Preference optimisation (DPO)\n\n"
-           << "Held-out preference pairs (`10_dpo_corpus`, validation split), " << text(at(*dpo, {"preference", "after", "pairs"}))
-           << " pairs. Likelihood: the fraction whose chosen answer is more likely than the rejected one; implicit "
-              "reward: the same for beta (log pi - log ref), the reference being the fine-tuned model (0.5 for it "
-              "by definition). Ties count one half.\n\n"
+           << "Held-out preference pairs (`10_dpo_corpus`, validation split), "
+           << text(at(*dpo, {"preference", "after", "pairs"}))
+           << " pairs. Likelihood: the fraction whose chosen answer is more likely than the rejected one; "
+              "implicit reward: the same for beta (log pi - log ref), the reference being the fine-tuned "
+              "model (0.5 for it by definition). Ties count one half.\n\n"
            << "| figure | fine-tuned | after DPO |\n|---|---:|---:|\n"
-           << "| likelihood accuracy | " << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_accuracy"}))
-           << " | " << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_accuracy"})) << " |\n"
-           << "| likelihood margin (nats) | " << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_margin"}))
-           << " | " << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_margin"})) << " |\n"
-           << "| implicit reward accuracy | 0.5000 | " << detail::fixed4(at(*dpo, {"preference", "after", "reward_accuracy"}))
-           << " |\n| implicit reward margin | 0.0000 | " << detail::fixed4(at(*dpo, {"preference", "after", "reward_margin"}))
-           << " |\n\n" << text(dpo->if_contains("steps")) << " steps (" << text(at(settings, {"dpo", "loss"}))
+           << "| likelihood accuracy | "
+           << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_accuracy"})) << " | "
+           << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_accuracy"})) << " |\n"
+           << "| likelihood margin (nats) | "
+           << detail::fixed4(at(*dpo, {"preference", "before", "likelihood_margin"})) << " | "
+           << detail::fixed4(at(*dpo, {"preference", "after", "likelihood_margin"})) << " |\n"
+           << "| implicit reward accuracy | 0.5000 | "
+           << detail::fixed4(at(*dpo, {"preference", "after", "reward_accuracy"}))
+           << " |\n| implicit reward margin | 0.0000 | "
+           << detail::fixed4(at(*dpo, {"preference", "after", "reward_margin"})) << " |\n\n"
+           << text(dpo->if_contains("steps")) << " steps (" << text(at(settings, {"dpo", "loss"}))
            << " loss, beta " << text(at(settings, {"dpo", "dpo", "beta"})) << "); last validation DPO loss "
            << detail::fixed4(dpo->if_contains("val_loss")) << ", rewards/accuracies "
            << detail::fixed4(at(*dpo, {"val_metrics", "rewards/accuracies"})) << ", kl "

@@ -78,8 +78,9 @@ class Dpo {
     }
 
     std::vector<std::string> metric_names() const {
-        return {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
-                "logps/rejected", "logits/chosen",    "logits/rejected",    "kl"};
+        return {"rewards/chosen",  "rewards/rejected", "rewards/accuracies",
+                "rewards/margins", "logps/chosen",     "logps/rejected",
+                "logits/chosen",   "logits/rejected",  "kl"};
     }
 
     template <class Model>
@@ -95,8 +96,8 @@ class Dpo {
         const auto tokens = batch.tokens.narrow(1, 0, std::max<std::int64_t>(length, 2));
         const auto mask = batch.loss_mask.narrow(1, 0, tokens.size(1));
 
-        const lumi::model::ResponseLogps policy =
-            lumi::model::response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens, mask, true);
+        const lumi::model::ResponseLogps policy = lumi::model::response_logps(
+            [&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens, mask, true);
         torch::Tensor reference;
         {
             torch::NoGradGuard no_grad;
@@ -116,7 +117,8 @@ class Dpo {
         torch::NoGradGuard no_grad;
         const auto chosen_rewards = settings_.beta * (chosen - ref_chosen).detach();
         const auto rejected_rewards = settings_.beta * (rejected - ref_rejected).detach();
-        // TRL's logits/chosen: the mean logit over the vocabulary and every chosen response token of the batch.
+        // TRL's logits/chosen: the mean logit over the vocabulary and every chosen response token of the
+        // batch.
         auto logit_mean = [&](std::int64_t first) {
             return policy.logit_sums.narrow(0, first, pairs).sum() /
                    policy.tokens.narrow(0, first, pairs).sum().clamp_min(1);
@@ -133,13 +135,14 @@ class Dpo {
 
   private:
     template <class Model>
-    lumi::model::ResponseLogps reference_logps(Model& model, const torch::Tensor& tokens, const torch::Tensor& mask) const {
+    lumi::model::ResponseLogps reference_logps(Model& model, const torch::Tensor& tokens,
+                                               const torch::Tensor& mask) const {
         if (reference_) return lumi::model::response_logps(reference_, tokens, mask, false);
         using Adaptation = typename Model::ContainedType::Adaptation;
         if constexpr (requires { Adaptation::spec; }) {
             lora::AdaptersOff<Adaptation::spec> off(*model);
-            return lumi::model::response_logps([&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens,
-                                  mask, false);
+            return lumi::model::response_logps(
+                [&](const torch::Tensor& inputs) { return model->forward(inputs); }, tokens, mask, false);
         } else {
             throw lumi::Error("Dpo: a model without LoRA adapters needs a frozen reference (set_reference)");
         }
@@ -152,9 +155,9 @@ class Dpo {
 enum class DpoLoss { sigmoid, ipo };
 
 struct DpoData {
-    std::string dataset = "runs/dpo";           // the prepare_dpo output
-    std::string base = "runs/sft/merged";       // the checkpoint to start from, which is also the reference
-    std::string tokenizer;                      // when set, the pairs must have been made with it
+    std::string dataset = "runs/dpo";      // the prepare_dpo output
+    std::string base = "runs/sft/merged";  // the checkpoint to start from, which is also the reference
+    std::string tokenizer;                 // when set, the pairs must have been made with it
     bool verify = false;
 };
 
@@ -193,12 +196,15 @@ FinetuneResult train_dpo(const DpoStageSettings<Optimizer, Schedule, Precision>&
         auto val_options = options;
         val_options.split = "val";
         validation.emplace(settings.data.dataset, val_options);
-        if (validation->size() == 0) validation.reset();
-        else train.check_matches(*validation);
+        if (validation->size() == 0)
+            validation.reset();
+        else
+            train.check_matches(*validation);
     }
     if (train.sequence_length() - 1 > S.context)
         throw Error(settings.data.dataset + ": rows of " + std::to_string(train.sequence_length()) +
-                    " tokens exceed the model's context of " + std::to_string(S.context) + " (+1 for targets)");
+                    " tokens exceed the model's context of " + std::to_string(S.context) +
+                    " (+1 for targets)");
     io::check_tokenizer(settings.data.base, {train.tokenizer_sha256(), train.vocab_size()},
                         settings.data.dataset + " (prepared with it)");
     if (std::int64_t(train.vocab_size()) > S.vocab_size)
@@ -222,9 +228,8 @@ FinetuneResult train_dpo(const DpoStageSettings<Optimizer, Schedule, Precision>&
         (*reference)->eval();
         for (auto& p : (*reference)->parameters()) p.requires_grad_(false);
         auto frozen = *reference;
-        trainer.objective().set_reference([frozen](const torch::Tensor& inputs) mutable {
-            return frozen->forward(inputs);
-        });
+        trainer.objective().set_reference(
+            [frozen](const torch::Tensor& inputs) mutable { return frozen->forward(inputs); });
     }
     const std::int64_t trainable = model->trainable_parameter_count();
     if (out) {
@@ -235,10 +240,11 @@ FinetuneResult train_dpo(const DpoStageSettings<Optimizer, Schedule, Precision>&
                      model::describe<S>().c_str(), settings.data.base.c_str(),
                      std::is_same_v<Adapt, Dense> ? ", a frozen copy" : ": the adapters switched off",
                      (long long)trainable, (long long)model->parameter_count(),
-                     100.0 * double(trainable) / double(model->parameter_count()), settings.data.dataset.c_str(),
-                     (long long)train.size(), (long long)train.sequence_length(),
-                     (long long)(validation ? validation->size() : 0), Loss::name, settings.dpo.beta,
-                     settings.dpo.label_smoothing, trainer.device().str().c_str(), torch::get_num_threads(),
+                     100.0 * double(trainable) / double(model->parameter_count()),
+                     settings.data.dataset.c_str(), (long long)train.size(),
+                     (long long)train.sequence_length(), (long long)(validation ? validation->size() : 0),
+                     Loss::name, settings.dpo.beta, settings.dpo.label_smoothing,
+                     trainer.device().str().c_str(), torch::get_num_threads(),
                      Precision::describe(settings.precision, trainer.device()));
         std::fflush(out);
     }

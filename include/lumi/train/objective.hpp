@@ -18,7 +18,7 @@ namespace lumi::train {
 // over several batches weight each by it; metrics are means over the same units.
 struct ObjectiveOutput {
     torch::Tensor loss;
-    torch::Tensor weight;  // a scalar; read only where a weighted mean needs it (validation)
+    torch::Tensor weight;                // a scalar; read only where a weighted mean needs it (validation)
     std::vector<torch::Tensor> metrics;  // scalars, in metric_names()' order
 };
 

@@ -227,8 +227,9 @@ class Trainer {
             remove_leftovers(output);
             remove_leftovers(output / "checkpoints");
         }
-        trajectory_ = {run.max_steps,           run.token_budget, settings_.optimizer, settings_.schedule, {},
-                       {},                      objective_.identity()};
+        trajectory_ = {
+            run.max_steps,        run.token_budget, settings_.optimizer, settings_.schedule, {}, {},
+            objective_.identity()};
         if constexpr (requires { train.identity(); }) trajectory_.dataset = train.identity();
         if constexpr (requires { train.tokenizer_sha256(); })
             trajectory_.tokenizer_sha256 = train.tokenizer_sha256();
@@ -269,8 +270,8 @@ class Trainer {
         FitResult result;
         result.steps = step;
         const std::int64_t first_step = step;
-        const std::int64_t tokens_per_micro = run.micro_batch * group_->size() *
-                                              Objective::sequences_per_example * train.sequence_length();
+        const std::int64_t tokens_per_micro =
+            run.micro_batch * group_->size() * Objective::sequences_per_example * train.sequence_length();
         const double flops_per_token =
             training_flops_per_token(Model::ContainedType::spec, named_parameters(),
                                      train.sequence_length() - 1)
@@ -301,8 +302,7 @@ class Trainer {
                 (out.loss / double(run.grad_accum)).backward();
                 loss_sum += out.loss.template item<double>();
                 for (std::size_t m = 0; m < metrics.size(); ++m)
-                    metrics[m].second +=
-                        out.metrics.at(m).template item<double>() / double(run.grad_accum);
+                    metrics[m].second += out.metrics.at(m).template item<double>() / double(run.grad_accum);
             }
             double loss = loss_sum / double(run.grad_accum);
             double communication = 0;
@@ -384,7 +384,8 @@ class Trainer {
                 result.val_metrics = evaluated.metrics;
                 boost::json::object record{{"step", step}, {"val_loss", result.val_loss}};
                 // Perplexity is next-token prediction's; another objective's loss has no such reading.
-                if constexpr (std::is_same_v<Objective, NextToken>) record["val_ppl"] = std::exp(result.val_loss);
+                if constexpr (std::is_same_v<Objective, NextToken>)
+                    record["val_ppl"] = std::exp(result.val_loss);
                 for (const auto& [name, value] : evaluated.metrics) record["val_" + name] = value;
                 log.write(record);
                 if (chief) {
