@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "../model/test_specs.hpp"
+#include "lumi/config/config.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/distributed/gradients.hpp"
 #include "lumi/io/safetensors.hpp"
@@ -47,6 +49,39 @@ fs::path dataset() {
             }
             writer.finish();
         }
+        return d;
+    }();
+    return dir;
+}
+
+// Preference pairs as prepare_dpo lays them out (pair i = rows 2i chosen, 2i + 1 rejected, the loss mask on
+// the answer): 24 training and 8 validation pairs of 17-token rows, a 6-token prompt and answers of 5 to 11
+// tokens.
+fs::path preference_dataset() {
+    static const fs::path dir = [] {
+        const auto d = fs::temp_directory_path() / ("lumi_distributed_dpo_" + std::to_string(::getpid()));
+        fs::remove_all(d);
+        fs::create_directories(d);
+        const lumi::data::ShardLayout layout{.sequence_length = 17,
+                                             .vocab_size = 61,
+                                             .tokenizer_sha256 = std::string(64, 'a'),
+                                             .loss_mask = true};
+        for (auto [split, count] : {std::pair{"train", 24}, std::pair{"val", 8}}) {
+            lumi::data::ShardWriter writer(d, split, layout, 1000);
+            for (int i = 0; i < count; ++i)
+                for (int side = 0; side < 2; ++side) {
+                    std::vector<int> tokens(17, 0);
+                    std::vector<std::uint8_t> mask(17, 0);
+                    const int answer = 5 + (i + side * 3) % 7;
+                    for (int t = 0; t < 6 + answer; ++t) {
+                        tokens[std::size_t(t)] = (i * 5 + t * (side ? 7 : 3) + (split[0] == 'v')) % 61;
+                        mask[std::size_t(t)] = t >= 6;
+                    }
+                    writer.add(tokens, mask);
+                }
+            writer.finish();
+        }
+        lumi::config::write_json_file(boost::json::object{{"kind", "lumi.dpo"}}, d / "manifest.json");
         return d;
     }();
     return dir;
@@ -141,7 +176,8 @@ Worker start(const std::vector<std::string>& args, const std::map<std::string, s
 }
 
 std::vector<std::string> arguments(const std::string& output, std::vector<std::string> extra) {
-    extra.push_back("data=" + dataset().string());
+    const bool dpo = std::find(extra.begin(), extra.end(), "mode=dpo") != extra.end();
+    extra.push_back("data=" + (dpo ? preference_dataset() : dataset()).string());
     extra.push_back("output=" + output);
     return extra;
 }
@@ -268,6 +304,32 @@ TEST(Distributed, LoraTwoRanksEqualOneProcessAndTheBaseStaysFrozen) {
         EXPECT_TRUE(torch::equal(*original, tensor)) << name;
     }
     EXPECT_GT(adapters, 0u);
+}
+
+// DPO (LoRA, reference = adapters off) data-parallel: two ranks of 2 pairs equal one process of 4, and the
+// objective's metrics are averaged over the ranks like the loss.
+TEST(Distributed, DpoTwoRanksEqualOneProcess) {
+    const auto alone = fresh("dpo_alone"), pair = fresh("dpo_pair");
+    const Worker single = run_alone(alone, {"mode=dpo", "steps=3", "micro_batch=4", "eval_batches=2"});
+    run_pair(pair, {"mode=dpo", "steps=3", "micro_batch=2", "eval_batches=4"});
+    const auto reference = parameters(alone, 0), rank0 = parameters(pair, 0), rank1 = parameters(pair, 1);
+    expect_close(reference, rank0);
+    EXPECT_EQ(largest_difference(rank0, rank1), 0.0);
+    const std::string out0 = read_text(pair / "rank0.out");
+    EXPECT_NE(out0.find("steps 3 tokens 408 "), std::string::npos) << out0;  // 3 x 2 ranks x 2 pairs x 2 x 17
+    EXPECT_NEAR(value_after(out0, "val_loss "), value_after(single.stdout_text(), "val_loss "), 1e-5);
+    const std::string metrics = read_text(pair / "metrics.jsonl"),
+                      alone_metrics = read_text(alone / "metrics.jsonl");
+    // The last step's (the first is 0: the adapters start at zero), and the validation's.
+    auto last = [](const std::string& text, const std::string& key) {
+        const auto at = text.rfind(key);
+        return at == std::string::npos ? NAN : std::stod(text.substr(at + key.size()));
+    };
+    const double margin = last(metrics, "\"rewards/margins\":");
+    EXPECT_NE(margin, 0.0);
+    EXPECT_NEAR(margin, last(alone_metrics, "\"rewards/margins\":"), 1e-6);
+    EXPECT_NEAR(last(metrics, "\"val_rewards/accuracies\":"),
+                last(alone_metrics, "\"val_rewards/accuracies\":"), 1e-9);
 }
 
 TEST(Distributed, KilledRankEndsTheOtherWithAnErrorAndTheRunResumesFromTheLastCheckpoint) {

@@ -1,6 +1,6 @@
 // One training process of the distributed tests: started once alone, or twice as rank 0 and rank 1 of a
 // loopback run (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Arguments are key=value:
-//   mode=pretrain|lora data=DIR output=DIR steps=N micro_batch=B grad_accum=A eval_batches=E
+//   mode=pretrain|lora|dpo data=DIR output=DIR steps=N micro_batch=B grad_accum=A eval_batches=E
 //   checkpoint_every=C resume=0|1 die_at=STEP hang_at=STEP stop_at=STEP (after that step rank 1 kills itself,
 //   stops itself, or asks for a stop as SIGTERM would)
 // Every rank saves its parameters to output/params_rank<R>.safetensors at the end, and prints one line.
@@ -12,8 +12,10 @@
 
 #include "../model/test_specs.hpp"
 #include "lumi/data/packed.hpp"
+#include "lumi/data/preference.hpp"
 #include "lumi/io/safetensors.hpp"
 #include "lumi/lora/lora.hpp"
+#include "lumi/train/dpo.hpp"
 #include "lumi/train/trainer.hpp"
 
 namespace {
@@ -21,7 +23,7 @@ namespace {
 constexpr lumi::ModelSpec spec = lumi::test::gqa;
 constexpr lumi::LoraSpec adapter{.rank = 4, .alpha = 8, .dropout = 0.0};
 
-template <class Model>
+template <class Model, class Objective = lumi::train::NextToken, class Dataset = lumi::data::PackedDataset>
 int train(const std::map<std::string, std::string>& args) {
     auto get = [&](const std::string& key, const std::string& fallback) {
         const auto found = args.find(key);
@@ -30,7 +32,7 @@ int train(const std::map<std::string, std::string>& args) {
     auto number = [&](const std::string& key, std::int64_t fallback) {
         return std::stoll(get(key, std::to_string(fallback)));
     };
-    using Trainer = lumi::Trainer<Model, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision>;
+    using Trainer = lumi::Trainer<Model, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision, Objective>;
     typename Trainer::Settings s;
     s.run.output = get("output", "");
     s.run.device = "cpu";
@@ -47,8 +49,8 @@ int train(const std::map<std::string, std::string>& args) {
     s.schedule.warmup_steps = 2;
 
     const std::string data = get("data", "");
-    const lumi::data::PackedDataset train(data, {.split = "train", .seed = 7});
-    const lumi::data::PackedDataset validation(data, {.split = "val", .seed = 7});
+    const Dataset train(data, {.split = "train", .seed = 7});
+    const Dataset validation(data, {.split = "val", .seed = 7});
     Model model;
     Trainer trainer(model, s);
     const int rank = trainer.group().rank();
@@ -88,6 +90,9 @@ int main(int argc, char** argv) {
     }
     try {
         if (args["mode"] == "lora") return train<lumi::Transformer<spec, lumi::Lora<adapter>>>(args);
+        if (args["mode"] == "dpo")
+            return train<lumi::Transformer<spec, lumi::Lora<adapter>>, lumi::Dpo<>,
+                         lumi::data::PreferenceDataset>(args);
         return train<lumi::Transformer<spec>>(args);
     } catch (const lumi::Error& error) {
         std::fprintf(stderr, "error: %s\n", error.what());
