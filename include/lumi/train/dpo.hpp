@@ -201,23 +201,10 @@ FinetuneResult train_dpo(const DpoStageSettings<Optimizer, Schedule, Precision>&
         else
             train.check_matches(*validation);
     }
-    if (train.sequence_length() - 1 > S.context)
-        throw Error(settings.data.dataset + ": rows of " + std::to_string(train.sequence_length()) +
-                    " tokens exceed the model's context of " + std::to_string(S.context) +
-                    " (+1 for targets)");
-    io::check_tokenizer(settings.data.base, {train.tokenizer_sha256(), train.vocab_size()},
-                        settings.data.dataset + " (prepared with it)");
-    if (std::int64_t(train.vocab_size()) > S.vocab_size)
-        throw Error(settings.data.dataset + ": prepared with a vocabulary of " +
-                    std::to_string(train.vocab_size()) + " tokens, more than the model's " +
-                    std::to_string(S.vocab_size));
+    detail::check_data_fits<S>(train, settings.data.dataset, settings.data.base, "prepared");
 
     using Model = Transformer<S, Adapt>;
-    Model model;
-    if constexpr (std::is_same_v<Adapt, Dense>)
-        io::load_model(model, settings.data.base);
-    else
-        lora::load_base(model, settings.data.base);
+    Model model = detail::load_start<S, Adapt>(settings.data.base);
     Dpo<Loss> objective(settings.dpo);
     Trainer<Model, Optimizer, Schedule, Precision, Dpo<Loss>> trainer(model, settings.trainer(), objective);
     std::optional<Transformer<S>> reference;

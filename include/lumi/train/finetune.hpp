@@ -45,6 +45,35 @@ struct FinetuneResult {
 
 namespace detail {
 
+// What every fine-tuning stage checks of its data (made by `maker`: "packed", "prepared") against the model
+// and the base checkpoint: rows fit the context (+1 for targets), the base was trained with the data's
+// tokenizer, the vocabulary fits.
+template <ModelSpec S, class Dataset>
+void check_data_fits(const Dataset& data, const std::string& dataset, const std::string& base,
+                     const std::string& maker) {
+    if (data.sequence_length() - 1 > S.context)
+        throw Error(dataset + ": sequences of " + std::to_string(data.sequence_length()) +
+                    " tokens exceed the model's context of " + std::to_string(S.context) +
+                    " (+1 for targets)");
+    io::check_tokenizer(base, {data.tokenizer_sha256(), data.vocab_size()},
+                        dataset + " (" + maker + " with it)");
+    if (std::int64_t(data.vocab_size()) > S.vocab_size)
+        throw Error(dataset + ": " + maker + " with a vocabulary of " + std::to_string(data.vocab_size()) +
+                    " tokens, more than the model's " + std::to_string(S.vocab_size));
+}
+
+// The model a fine-tuning starts from: every weight of the base checkpoint, or (LoRA) its base weights with
+// fresh adapters.
+template <ModelSpec S, class Adapt>
+Transformer<S, Adapt> load_start(const std::string& base) {
+    Transformer<S, Adapt> model;
+    if constexpr (std::is_same_v<Adapt, Dense>)
+        io::load_model(model, base);
+    else
+        lora::load_base(model, base);
+    return model;
+}
+
 // After a fine-tuning run that was not interrupted: for LoRA the adapter (PEFT's layout) and a merged copy
 // beside final/, written by rank 0.
 template <class Trainer>
@@ -87,25 +116,10 @@ FinetuneResult finetune(const FinetuneSettings<Optimizer, Schedule, Precision>& 
     if (!train.has_loss_mask())
         throw Error(settings.data.dataset + ": has no loss mask (pack instruction data with prepare_sft)");
     const auto validation = open_validation(settings.data.dataset, options, train, out);
-    if (train.sequence_length() - 1 > S.context)
-        throw Error(settings.data.dataset + ": sequences of " + std::to_string(train.sequence_length()) +
-                    " tokens exceed the model's context of " + std::to_string(S.context) +
-                    " (+1 for targets)");
-
-    // The base must have been trained with the tokenizer the instruction data was packed with.
-    io::check_tokenizer(settings.data.base, {train.tokenizer_sha256(), train.vocab_size()},
-                        settings.data.dataset + " (packed with it)");
-    if (std::int64_t(train.vocab_size()) > S.vocab_size)
-        throw Error(settings.data.dataset + ": packed with a vocabulary of " +
-                    std::to_string(train.vocab_size()) + " tokens, more than the model's " +
-                    std::to_string(S.vocab_size));
+    detail::check_data_fits<S>(train, settings.data.dataset, settings.data.base, "packed");
 
     using Model = Transformer<S, Adapt>;
-    Model model;
-    if constexpr (std::is_same_v<Adapt, Dense>)
-        io::load_model(model, settings.data.base);
-    else
-        lora::load_base(model, settings.data.base);
+    Model model = detail::load_start<S, Adapt>(settings.data.base);
     const std::int64_t trainable = model->trainable_parameter_count();
     Trainer<Model, Optimizer, Schedule, Precision> trainer(model, settings.trainer());
     if (out)
