@@ -289,9 +289,9 @@ int main(int argc, char** argv) {
         }
         constexpr ModelSpec S = lumi::presets::nano;
         constexpr lumi::LoraSpec L = lumi::presets::nano_lora;
-        if (*lora_export) {
+        // nano + nano_lora with random base weights and a random adapter, saved as out/base and out/adapter.
+        auto random_adapted = [&](at::Generator& gen) {
             lumi::Transformer<S, lumi::Lora<L>> model(lumi::InitSettings{.seed = seed, .std = init_std});
-            auto gen = lumi::make_generator(seed + 1);
             perturb_norms(model, gen);
             // lora_B is still zero: the merged copy is the base model.
             lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "base");
@@ -301,22 +301,19 @@ int main(int argc, char** argv) {
                     if (item.key().ends_with("lora_B.weight")) item.value().normal_(0.0, 0.1, gen);
             }
             lumi::lora::save_adapter(model, fs::path(out) / "adapter", (fs::path(out) / "base").string());
+            return model;
+        };
+        if (*lora_export) {
+            auto gen = lumi::make_generator(seed + 1);
+            auto model = random_adapted(gen);
             lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "merged");
             const auto ids = fixed_ids(S.vocab_size, seed + 2);
             save_logits(fs::path(out) / "logits.safetensors", ids, logits_of(model, ids));
             return 0;
         }
         if (*dpo) {
-            lumi::Transformer<S, lumi::Lora<L>> model(lumi::InitSettings{.seed = seed, .std = init_std});
             auto gen = lumi::make_generator(seed + 1);
-            perturb_norms(model, gen);
-            lumi::io::save_model(lumi::lora::merged_copy(model), fs::path(out) / "base");
-            {
-                torch::NoGradGuard no_grad;
-                for (auto& item : model->named_parameters())
-                    if (item.key().ends_with("lora_B.weight")) item.value().normal_(0.0, 0.1, gen);
-            }
-            lumi::lora::save_adapter(model, fs::path(out) / "adapter", (fs::path(out) / "base").string());
+            auto model = random_adapted(gen);
             // Three pairs of varied lengths, laid out as PreferenceDataset does: chosen rows, then rejected.
             constexpr std::int64_t pairs = 3;
             auto draw = [&](std::int64_t low, std::int64_t high) {

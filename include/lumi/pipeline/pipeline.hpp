@@ -1069,6 +1069,23 @@ class Pipeline {
         config::write_json_file(fit_json(fit), file);
     }
 
+    static void stop_if_interrupted(const train::FitResult& fit) {
+        if (fit.interrupted)
+            throw lumi::Interrupted("interrupted at step " + std::to_string(fit.steps) +
+                                        "; run the pipeline again to resume from " + fit.checkpoint.string(),
+                                    fit.signal);
+    }
+
+    // A fine-tuning stage that was not interrupted: full fine-tuning leaves its model in final/, and later
+    // stages read merged/ either way.
+    void finish_finetune(Stage s, const train::FinetuneResult& result, train::FinetuneMethod method) const {
+        stop_if_interrupted(result.fit);
+        if (method != train::FinetuneMethod::full) return;
+        StagedDirectory merged(work(s) / "merged");
+        fs::copy(work(s) / "final", merged.path(), fs::copy_options::recursive);
+        merged.commit();
+    }
+
     static std::string fit_summary(const train::FitResult& fit) {
         std::string out = std::to_string(fit.steps) + " steps, loss " + detail::fixed(fit.train_loss, 4);
         if (!std::isnan(fit.val_loss)) out += ", validation loss " + detail::fixed(fit.val_loss, 4);
@@ -1085,10 +1102,7 @@ class Pipeline {
         s.run.output = work(Stage::pretrain).string();
         if (resume) s.run.resume = "latest";
         const auto fit = train::pretrain<S>(s);
-        if (fit.interrupted)
-            throw lumi::Interrupted("interrupted at step " + std::to_string(fit.steps) +
-                                        "; run the pipeline again to resume from " + fit.checkpoint.string(),
-                                    fit.signal);
+        stop_if_interrupted(fit);
         write_fit(work(Stage::pretrain) / "result.json", fit);
         return fit_summary(fit);
     }
@@ -1130,17 +1144,7 @@ class Pipeline {
         if (resume) s.run.resume = "latest";
         const auto result = s.method == train::FinetuneMethod::lora ? train::finetune<S, Lora<L>>(s)
                                                                     : train::finetune<S, Dense>(s);
-        if (result.fit.interrupted)
-            throw lumi::Interrupted("interrupted at step " + std::to_string(result.fit.steps) +
-                                        "; run the pipeline again to resume from " +
-                                        result.fit.checkpoint.string(),
-                                    result.fit.signal);
-        if (s.method == train::FinetuneMethod::full) {
-            // Full fine-tuning leaves its model in final/; later stages read merged/ either way.
-            StagedDirectory merged(work(Stage::sft) / "merged");
-            fs::copy(work(Stage::sft) / "final", merged.path(), fs::copy_options::recursive);
-            merged.commit();
-        }
+        finish_finetune(Stage::sft, result, s.method);
         write_fit(work(Stage::sft) / "result.json", result.fit);
         return fit_summary(result.fit);
     }
@@ -1214,16 +1218,7 @@ class Pipeline {
         const auto before = preference_scores(dir(Stage::sft) / "merged", false);
         const auto result =
             s.loss == train::DpoLoss::ipo ? train_dpo<train::IpoLoss>(s) : train_dpo<train::SigmoidLoss>(s);
-        if (result.fit.interrupted)
-            throw lumi::Interrupted("interrupted at step " + std::to_string(result.fit.steps) +
-                                        "; run the pipeline again to resume from " +
-                                        result.fit.checkpoint.string(),
-                                    result.fit.signal);
-        if (s.method == train::FinetuneMethod::full) {
-            StagedDirectory merged(work(Stage::dpo) / "merged");
-            fs::copy(work(Stage::dpo) / "final", merged.path(), fs::copy_options::recursive);
-            merged.commit();
-        }
+        finish_finetune(Stage::dpo, result, s.method);
         const auto after = preference_scores(work(Stage::dpo) / "merged", true);
         boost::json::object validation;
         for (const auto& [name, value] : result.fit.val_metrics)
