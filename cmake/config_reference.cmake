@@ -1,12 +1,13 @@
 # Writes or checks docs/config-reference.md: every stage binary's `--describe` output under a heading, so the
-# reference is generated from the settings structs themselves.
+# reference is generated from the settings structs themselves. An entry is binary|stage|type[|arguments].
 #   cmake -DBINARY_DIR=<dir with the binaries> -DPRESETS_DIR=<lumi>/presets -DOUTPUT=docs/config-reference.md
 #         [-DCHECK=ON] -P config_reference.cmake
 set(stages
   "lumi_prepare_corpus|01, 03 (pretraining corpus)|lumi::CorpusSettings"
   "lumi_train_tokenizer|02 (tokenizer)|lumi::tokenizer::TrainerSettings"
   "lumi_pack_dataset|04 (packing)|lumi::data::PackSettings"
-  "lumi_pretrain_nano|05 (pretraining, `lumi_pretrain_<preset>`)|lumi::train::PretrainSettings<>"
+  "lumi_pretrain_nano|05 (pretraining, `lumi_pretrain_<preset>`), recipe adamw_cosine (the default)|lumi::train::PretrainSettings<AdamW, CosineWarmup>"
+  "lumi_pretrain_nano|05 (pretraining), recipe muon_wsd|lumi::train::PretrainSettings<MuonAdamW, WarmupStableDecay>|--set=recipe=muon_wsd"
   "lumi_evaluate_nano|06, 08 (evaluation, `lumi_evaluate_<preset>`)|EvaluateSettings (examples/evaluate.cpp)"
   "lumi_prepare_sft|07a (instruction corpus)|lumi::data::SftSettings"
   "lumi_train_sft_nano|07b (LoRA or full fine-tuning, `lumi_train_sft_<preset>`)|lumi::train::FinetuneSettings<>"
@@ -27,7 +28,12 @@ foreach(entry IN LISTS stages)
   list(GET parts 0 binary)
   list(GET parts 1 what)
   list(GET parts 2 type)
-  execute_process(COMMAND "${BINARY_DIR}/${binary}" --describe RESULT_VARIABLE rc OUTPUT_VARIABLE table
+  set(extra "")
+  list(LENGTH parts count)
+  if(count GREATER 3)
+    list(GET parts 3 extra)
+  endif()
+  execute_process(COMMAND "${BINARY_DIR}/${binary}" ${extra} --describe RESULT_VARIABLE rc OUTPUT_VARIABLE table
     ERROR_VARIABLE error)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${binary} --describe failed (${rc}): ${error}")

@@ -57,6 +57,12 @@ struct Cli {
         return config::load<Settings>(config, sets);
     }
 
+    // A top-level string that picks the settings' type (a recipe), before they are loaded.
+    config::Peeked peek(const std::string& key, std::string fallback) const {
+        return config::peek_string(config ? std::optional<std::filesystem::path>(*config) : std::nullopt,
+                                   sets, key, std::move(fallback));
+    }
+
     // Settings written for another preset are refused, naming the binary that reads them.
     void check_preset(const std::string& preset, const std::string& compiled,
                       const std::string& stage) const {

@@ -155,6 +155,23 @@ TEST_F(BadInputConfig, NonFiniteNumbersAreWrittenAsNullSoEveryFileIsJson) {
     EXPECT_EQ(json::parse(format_json_line(metrics)).at("ppl"), nullptr);
 }
 
+TEST_F(BadInputConfig, APeekedKeyComesFromTheLastSetThenTheFileThenTheFallback) {
+    const fs::path file = write("settings.json", R"({"recipe": "muon_wsd", "steps": 3})");
+    const Peeked from_file = peek_string(file, {"steps=4"}, "recipe", "adamw");
+    EXPECT_EQ(from_file.value, "muon_wsd");
+    EXPECT_EQ(from_file.origin, file.string());
+    const Peeked from_set = peek_string(file, {"recipe=a", "recipe=b"}, "recipe", "adamw");
+    EXPECT_EQ(from_set.value, "b");
+    EXPECT_EQ(from_set.origin, "--set recipe");
+    const Peeked fallback = peek_string(std::nullopt, {"optimizer.recipe=x"}, "recipe", "adamw");
+    EXPECT_EQ(fallback.value, "adamw");
+    EXPECT_EQ(fallback.origin, "");
+    EXPECT_EQ(error_of([&] { peek_string(write("n.json", R"({"recipe": 3})"), {}, "recipe", ""); }),
+              (dir / "n.json").string() + ": recipe: expected a string, found an integer 3");
+    EXPECT_EQ(error_of([&] { peek_string(std::nullopt, {"recipe=[1]"}, "recipe", ""); }),
+              "--set recipe: expected a string, found an array");
+}
+
 TEST_F(BadInputConfig, SavedSettingsReadBackEqual) {
     Settings s;
     s.optimizer.lr = 1e-300;

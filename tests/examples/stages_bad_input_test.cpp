@@ -596,6 +596,17 @@ TEST_F(BadInputPretrain, AnotherTokenizerThanTheDataWasPackedWithIsNamed) {
                         {"train_00000.bin: packed with tokenizer", "re-pack the data with this tokenizer"}));
 }
 
+TEST_F(BadInputPretrain, TheRecipePicksTheSettingsTypesAndAnUnknownOneIsNamed) {
+    const Outcome muon = train({"--set", "recipe=muon_wsd", "--set", "optimizer.muon.lr=0.01"});
+    EXPECT_EQ(muon.status, 0) << muon.command << "\n" << muon.out << muon.err;
+    EXPECT_NE(muon.out.find("recipe muon_wsd"), std::string::npos) << muon.out;
+    EXPECT_TRUE(refused(train({"--set", "recipe=sgd"}),
+                        {"--set recipe: must be one of adamw_cosine, muon_wsd, found 'sgd'"}));
+    // AdamW's section does not fit Muon's recipe.
+    EXPECT_TRUE(refused(train({"--set", "recipe=muon_wsd", "--set", "optimizer.lr=1e-3"}),
+                        {"--set optimizer.lr: unknown key"}));
+}
+
 class BadInputResumeStage : public BadInputPretrain {
   protected:
     fs::path run_dir, state_file;

@@ -6,6 +6,8 @@
 //   lumi_interop_tool gguf --set checkpoint=... --set tokenizer=...      lumi::io::export_gguf (llama.cpp)
 //   lumi_interop_tool train --tokenizer ... --input text --out dir      nano trained briefly on a text
 //   lumi_interop_tool dpo --loss sigmoid|ipo --beta B --out dir        lumi::Dpo on nano + nano_lora (TRL)
+//   lumi_interop_tool optimizer --kind adamw|muon|muon_adamw --dir dir  steps on given gradients
+//   (torch.optim)
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -28,6 +30,7 @@
 #include <lumi/tokenizer/tokenizer.hpp>
 #include <lumi/tokenizer/trainer.hpp>
 #include <lumi/train/dpo.hpp>
+#include <lumi/train/muon.hpp>
 
 namespace {
 
@@ -193,6 +196,20 @@ int main(int argc, char** argv) {
     dpo->add_option("--out", out, "directory: base/, adapter/, pairs.json, dpo.json, grads.safetensors")
         ->required();
 
+    std::string kind = "muon_adamw", optimizer_dir;
+    std::int64_t resume_at = 0;
+    auto* optimizer = app.add_subcommand(
+        "optimizer",
+        "steps of a lumi optimizer on params.safetensors with grads.safetensors ('<step>.<name>')");
+    optimizer->add_option("--kind", kind)->check(CLI::IsMember({"adamw", "muon", "muon_adamw"}));
+    optimizer
+        ->add_option("--dir", optimizer_dir,
+                     "params.safetensors, grads.safetensors, settings.json in; "
+                     "result.safetensors out")
+        ->required();
+    optimizer->add_option("--steps", steps);
+    optimizer->add_option("--resume-at", resume_at, "save the state after this many steps, continue from it");
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (*config)
@@ -232,6 +249,42 @@ int main(int argc, char** argv) {
                 lumi::config::write_json_file(id_rows_json(rows), out);
                 return 0;
             });
+        if (*optimizer) {
+            // The factor a schedule would give update s, so the scaling is checked too.
+            auto factor = [](std::int64_t s) { return 1.0 - 0.05 * double(s); };
+            const fs::path dir(optimizer_dir);
+            auto run = [&]<class Optimizer>() {
+                const auto settings = lumi::config::load<typename Optimizer::Settings>(dir / "settings.json");
+                lumi::io::NamedTensors params =
+                    lumi::io::load_safetensors(dir / "params.safetensors").tensors;
+                for (auto& [name, p] : params) p.requires_grad_(true);
+                const auto grads = lumi::io::load_safetensors(dir / "grads.safetensors");
+                auto optimizer = std::make_unique<Optimizer>(params, settings);
+                for (std::int64_t s = 0; s < steps; ++s) {
+                    if (resume_at > 0 && s == resume_at) {  // through a file, as a checkpoint does
+                        lumi::io::save_safetensors(dir / "state.safetensors", optimizer->state());
+                        optimizer = std::make_unique<Optimizer>(params, settings);
+                        optimizer->load_state(lumi::io::load_safetensors(dir / "state.safetensors").tensors,
+                                              "state.safetensors");
+                    }
+                    for (auto& [name, p] : params) {
+                        const torch::Tensor* g = grads.find(std::to_string(s) + "." + name);
+                        if (!g)
+                            throw lumi::Error("grads.safetensors: no gradient '" + std::to_string(s) + "." +
+                                              name + "'");
+                        p.mutable_grad() = g->clone();
+                    }
+                    optimizer->clip_gradients();
+                    optimizer->step_scaled(factor(s));
+                    optimizer->zero_grad();
+                }
+                lumi::io::save_safetensors(dir / "result.safetensors", params);
+                return 0;
+            };
+            if (kind == "adamw") return run.template operator()<lumi::AdamW>();
+            if (kind == "muon") return run.template operator()<lumi::Muon>();
+            return run.template operator()<lumi::MuonAdamW>();
+        }
         if (*train) {
             constexpr ModelSpec S = lumi::presets::nano;
             const auto tok = lumi::Tokenizer::load(tokenizer_dir);

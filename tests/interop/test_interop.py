@@ -550,5 +550,110 @@ class DpoAgainstTrl(InteropCase):
         self.compare("ipo", beta=0.3)
 
 
+class OptimizerAgainstTorch(InteropCase):
+    """lumi's AdamW, Muon and MuonAdamW equal torch.optim.AdamW and torch.optim.Muon step by step on the same
+    parameters and gradients, for each of Muon's learning-rate adjustments, with clipping, a schedule's factor
+    and momentum warm-up; and resuming from a saved state in the middle equals the uninterrupted run."""
+
+    TOLERANCE = 2e-6  # float32 state through two implementations of the same operations
+    SHAPES = {
+        "model.embed_tokens.weight": (64, 16),
+        "model.layers.0.input_layernorm.weight": (16,),
+        "model.layers.0.self_attn.q_proj.weight": (16, 16),
+        "model.layers.0.mlp.gate_proj.weight": (48, 16),  # tall: iterated on its transpose
+        "model.layers.0.mlp.down_proj.weight": (16, 48),
+        "model.norm.weight": (16,),
+        "lm_head.weight": (64, 16),
+    }
+    HIDDEN = ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+              "model.layers.0.mlp.down_proj.weight")
+    STEPS = 10
+
+    @staticmethod
+    def factor(step):
+        return 1.0 - 0.05 * step  # as lumi_interop_tool's optimizer subcommand
+
+    def run_both(self, kind, settings, resume_at=0):
+        names = self.HIDDEN if kind == "muon" else tuple(self.SHAPES)
+        params = {n: torch.randn(self.SHAPES[n]) for n in names}
+        grads = {f"{s}.{n}": torch.randn(self.SHAPES[n]) * (0.5 + s) for s in range(self.STEPS) for n in names}
+        save_file(params, self.dir / "params.safetensors")
+        save_file(grads, self.dir / "grads.safetensors")
+        # torch.optim.Muon iterates in bfloat16; lumi's default (auto) is float32 on the CPU.
+        if kind == "muon":
+            settings = {"ns_dtype": "bfloat16", **settings}
+        elif kind == "muon_adamw":
+            settings = {**settings, "muon": {"ns_dtype": "bfloat16", **settings.get("muon", {})}}
+        (self.dir / "settings.json").write_text(json.dumps(settings))
+        tool("optimizer", "--kind", kind, "--dir", self.dir, "--steps", self.STEPS, "--resume-at", resume_at)
+        lumi = load_file(self.dir / "result.safetensors")
+
+        ours = {n: t.clone().requires_grad_() for n, t in params.items()}
+        muon_settings = settings if kind == "muon" else settings.get("muon", {})
+        adamw_settings = settings if kind == "adamw" else settings.get("adamw", {})
+        optimizers = []  # (optimizer, peak lr)
+        if kind in ("muon", "muon_adamw"):
+            m = {"lr": 0.02, "momentum": 0.95, "nesterov": True, "ns_coefficients": [3.4445, -4.7750, 2.0315],
+                 "ns_steps": 5, "eps": 1e-7, "adjust_lr": "original", "weight_decay": 0.0, **muon_settings}
+            muon = torch.optim.Muon([ours[n] for n in self.HIDDEN], lr=m["lr"], weight_decay=m["weight_decay"],
+                                    momentum=m["momentum"], nesterov=m["nesterov"],
+                                    ns_coefficients=tuple(m["ns_coefficients"]), eps=m["eps"],
+                                    ns_steps=m["ns_steps"], adjust_lr_fn=m["adjust_lr"])
+            optimizers.append((muon, m["lr"]))
+        if kind in ("adamw", "muon_adamw"):
+            a = {"lr": 3e-4, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, **adamw_settings}
+            rest = [n for n in names if kind == "adamw" or n not in self.HIDDEN]
+            groups = [{"params": [ours[n] for n in rest if ours[n].dim() >= 2], "weight_decay": a["weight_decay"]},
+                      {"params": [ours[n] for n in rest if ours[n].dim() < 2], "weight_decay": 0.0}]
+            adamw = torch.optim.AdamW(groups, lr=a["lr"], betas=(a["beta1"], a["beta2"]), eps=a["eps"])
+            optimizers.append((adamw, a["lr"]))
+        clip = adamw_settings.get("grad_clip", 1.0) if kind != "muon" else 0.0
+        for s in range(self.STEPS):
+            for n, p in ours.items():
+                p.grad = grads[f"{s}.{n}"].clone()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(list(ours.values()), clip)
+            for optimizer, lr in optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * self.factor(s)
+                    if isinstance(optimizer, torch.optim.Muon) and muon_settings.get("momentum_warmup_steps"):
+                        start, end = muon_settings.get("momentum_start", 0.85), muon_settings.get("momentum", 0.95)
+                        done = min(1.0, s / muon_settings["momentum_warmup_steps"])
+                        group["momentum"] = start + (end - start) * done
+                optimizer.step()
+        self.assertEqual(set(lumi), set(ours))
+        for n, p in ours.items():
+            self.assertGreater((p.detach() - params[n]).abs().max().item(), 1e-4, f"{n} did not move")
+            self.assertClose(lumi[n], p.detach(), self.TOLERANCE * max(1.0, p.abs().max().item()), n)
+
+    def test_adamw_equals_torch(self):
+        self.run_both("adamw", {"lr": 1e-2, "weight_decay": 0.1, "grad_clip": 0.0})
+
+    def test_adamw_with_clipping_and_resume_equals_torch(self):
+        self.run_both("adamw", {"lr": 1e-2, "grad_clip": 5.0}, resume_at=4)
+
+    def test_muon_original_adjustment_equals_torch(self):
+        self.run_both("muon", {"lr": 0.02, "weight_decay": 0.1})
+
+    def test_muon_match_rms_adamw_equals_torch(self):
+        self.run_both("muon", {"lr": 0.01, "adjust_lr": "match_rms_adamw", "weight_decay": 0.05})
+
+    def test_muon_without_nesterov_float32_iterations_equal_torch(self):
+        # PyTorch iterates in bfloat16 only: the reference is its own iteration with bfloat16 replaced by float32.
+        import inspect
+        from unittest import mock
+        import torch.optim._muon as muon_module
+        source = inspect.getsource(muon_module._zeropower_via_newtonschulz)
+        self.assertIn("grad.bfloat16()", source)
+        namespace = dict(vars(muon_module))
+        exec(source.replace("grad.bfloat16()", "grad.float()"), namespace)
+        with mock.patch.object(muon_module, "_zeropower_via_newtonschulz", namespace["_zeropower_via_newtonschulz"]):
+            self.run_both("muon", {"nesterov": False, "ns_dtype": "float32", "ns_steps": 3})
+
+    def test_muon_adamw_with_clipping_momentum_warmup_and_resume_equals_torch(self):
+        self.run_both("muon_adamw", {"muon": {"lr": 0.03, "momentum_warmup_steps": 6, "weight_decay": 0.01},
+                                     "adamw": {"lr": 5e-3, "grad_clip": 8.0}}, resume_at=5)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,11 +1,15 @@
 #include <cmath>
 
+#include "../test_errors.hpp"
+#include "lumi/train/muon.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
+#include "lumi/train/recipe.hpp"
 #include "lumi/train/schedule.hpp"
 
 namespace {
 
+using lumi::test::error_of;
 using lumi::train::AdamW;
 using lumi::train::NamedTensors;
 using lumi::train::ScheduleSettings;
@@ -29,6 +33,31 @@ TEST(Schedule, WarmupRatioAndAlternatives) {
     EXPECT_DOUBLE_EQ(lumi::train::ConstantWarmup::factor(s, 1499, 30000), 0.5);
     EXPECT_DOUBLE_EQ(lumi::train::ConstantWarmup::factor(s, 29999, 30000), 1.0);
     EXPECT_THROW((ScheduleSettings{.warmup_ratio = 1.5}.validate()), lumi::config::FieldError);
+}
+
+TEST(Schedule, WarmupStableDecayRisesHoldsAndCoolsDown) {
+    using lumi::train::WarmupStableDecay;
+    const lumi::train::WsdSettings s{.warmup_steps = 10, .decay_ratio = 0.25, .min_lr_ratio = 0.0};
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 0, 100), 0.1);
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 9, 100), 1.0);
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 74, 100), 1.0);  // stable until the last quarter
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 75, 100), 1.0);  // the cool-down starts at the peak
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 87, 100), 0.52);
+    EXPECT_NEAR(WarmupStableDecay::factor(s, 99, 100), 0.04, 1e-12);
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(s, 100, 100), 0.0);
+    auto cosine = s;
+    cosine.decay = "cosine";
+    cosine.min_lr_ratio = 0.1;
+    EXPECT_NEAR(WarmupStableDecay::factor(cosine, 87, 100), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 0.48)),
+                1e-12);
+    // A run shorter than warm-up plus cool-down: the lower of the two ramps.
+    const lumi::train::WsdSettings overlap{.warmup_steps = 8, .decay_ratio = 0.5};
+    EXPECT_DOUBLE_EQ(WarmupStableDecay::factor(overlap, 5, 10), 0.75);   // warm-up 6/8, cool-down 1
+    EXPECT_NEAR(WarmupStableDecay::factor(overlap, 6, 10), 0.8, 1e-12);  // warm-up 7/8, cool-down 4/5
+    EXPECT_EQ(error_of([] { lumi::train::WsdSettings{.decay = "step"}.validate(); }),
+              "decay: must be linear or cosine, found 'step'");
+    EXPECT_EQ(error_of([] { lumi::train::WsdSettings{.decay_ratio = 1.5}.validate(); }),
+              "decay_ratio: must be in [0, 1]");
 }
 
 NamedTensors two_parameters() {
@@ -179,6 +208,159 @@ TEST(AdamW, FrozenParametersAreNotTrained) {
     params[1].second.requires_grad_(false);
     AdamW optimizer(params, {});
     EXPECT_EQ(optimizer.names(), std::vector<std::string>{"weight"});
+}
+
+using lumi::train::Muon;
+using lumi::train::MuonAdamW;
+
+TEST(Muon, NewtonSchulzOrthogonalisesTallAndWideMatrices) {
+    torch::manual_seed(1);
+    for (const auto& shape : {std::vector<std::int64_t>{40, 12}, std::vector<std::int64_t>{12, 40}}) {
+        const auto g = torch::randn(shape, torch::kFloat64).to(torch::kFloat32);
+        for (const char* dtype : {"float32", "bfloat16"}) {
+            lumi::train::MuonSettings s;
+            s.ns_dtype = dtype;
+            const auto o = lumi::train::detail::newton_schulz(g, s).to(torch::kFloat32);
+            EXPECT_EQ(o.sizes(), g.sizes());
+            // Singular values near 1 (the quintic trades exactness for speed: about 0.7 to 1.2), same
+            // subspace.
+            const auto sv = std::get<1>(torch::svd(o));
+            EXPECT_GT(sv.min().item<double>(), 0.6) << dtype;
+            EXPECT_LT(sv.max().item<double>(), 1.3) << dtype;
+            EXPECT_GT((g * o).sum().item<double>(), 0.0) << dtype;
+        }
+    }
+}
+
+TEST(Muon, AutoIteratesInFloat32OnTheCpu) {
+    torch::manual_seed(2);
+    const auto g = torch::randn({16, 24});
+    lumi::train::MuonSettings automatic, exact, half;
+    exact.ns_dtype = "float32";
+    half.ns_dtype = "bfloat16";
+    const auto a = lumi::train::detail::newton_schulz(g, automatic);
+    EXPECT_EQ(a.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::equal(a, lumi::train::detail::newton_schulz(g, exact)));
+    EXPECT_EQ(lumi::train::detail::newton_schulz(g, half).scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(error_of([] { lumi::train::MuonSettings{.ns_dtype = "fp8"}.validate(); }),
+              "ns_dtype: must be auto, bfloat16 or float32, found 'fp8'");
+}
+
+TEST(Muon, StepFollowsTheMomentumLearningRateAdjustmentAndDecay) {
+    // One step from a zero buffer with Nesterov: update = NS((1 - m^2) g); with m = 0 it is NS(g).
+    torch::manual_seed(2);
+    NamedTensors params{{"proj.weight", torch::randn({8, 4}).requires_grad_()}};
+    const auto before = params[0].second.detach().clone();
+    const auto grad = torch::randn({8, 4});
+    params[0].second.mutable_grad() = grad.clone();
+    lumi::train::MuonSettings s{.lr = 0.1, .momentum = 0.0, .weight_decay = 0.5, .ns_dtype = "float32"};
+    Muon muon(params, s);
+    muon.step(0.1);
+    const auto expected =
+        before * (1 - 0.1 * 0.5) - 0.1 * std::sqrt(2.0) * lumi::train::detail::newton_schulz(grad, s);
+    EXPECT_TRUE(torch::allclose(params[0].second, expected, 1e-6, 1e-7));
+    EXPECT_DOUBLE_EQ(s.adjusted(0.1, 8, 4), 0.1 * std::sqrt(2.0));
+    EXPECT_DOUBLE_EQ(s.adjusted(0.1, 4, 8), 0.1);
+    s.adjust_lr = "match_rms_adamw";
+    EXPECT_DOUBLE_EQ(s.adjusted(0.1, 4, 8), 0.1 * 0.2 * std::sqrt(8.0));
+    const lumi::train::MuonSettings warm{
+        .momentum = 0.95, .momentum_warmup_steps = 10, .momentum_start = 0.85};
+    EXPECT_DOUBLE_EQ(warm.momentum_at(0), 0.85);
+    EXPECT_NEAR(warm.momentum_at(5), 0.90, 1e-12);
+    EXPECT_DOUBLE_EQ(warm.momentum_at(10), 0.95);
+    EXPECT_DOUBLE_EQ(warm.momentum_at(500), 0.95);
+}
+
+TEST(Muon, RefusesVectorsAndBadSettingsNamingThem) {
+    NamedTensors params{{"norm.weight", torch::ones({4}).requires_grad_()}};
+    EXPECT_CONTAINS(error_of([&] { Muon(params, {}); }),
+                    "'norm.weight' has shape [4]; Muon trains 2-D matrices only");
+    EXPECT_EQ(error_of([] { lumi::train::MuonSettings{.adjust_lr = "rms"}.validate(); }),
+              "adjust_lr: must be original or match_rms_adamw, found 'rms'");
+    EXPECT_EQ(error_of([] { lumi::train::MuonSettings{.ns_steps = 0}.validate(); }),
+              "ns_steps: must be in [1, 99]");
+    EXPECT_EQ(error_of([] { lumi::train::MuonSettings{.momentum = 1.0}.validate(); }),
+              "momentum: must be in [0, 1)");
+}
+
+NamedTensors model_like_parameters() {
+    torch::manual_seed(4);
+    return {{"model.embed_tokens.weight", torch::randn({20, 8}).requires_grad_()},
+            {"model.layers.0.self_attn.q_proj.weight", torch::randn({8, 8}).requires_grad_()},
+            {"model.layers.0.mlp.up_proj.weight", torch::randn({16, 8}).requires_grad_()},
+            {"model.layers.0.input_layernorm.weight", torch::randn({8}).requires_grad_()},
+            {"lm_head.weight", torch::randn({20, 8}).requires_grad_()}};
+}
+
+TEST(MuonAdamW, GivesHiddenMatricesToMuonAndTheRestToAdamW) {
+    auto params = model_like_parameters();
+    MuonAdamW optimizer(params, {});
+    EXPECT_EQ(optimizer.muon()->names(), (std::vector<std::string>{"model.layers.0.self_attn.q_proj.weight",
+                                                                   "model.layers.0.mlp.up_proj.weight"}));
+    EXPECT_EQ(optimizer.adamw()->names(),
+              (std::vector<std::string>{"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight",
+                                        "lm_head.weight"}));
+    EXPECT_EQ(optimizer.peak_lr(), optimizer.settings().muon.lr);
+    // Only vectors trainable (LoRA-like cases aside): AdamW alone, no Muon.
+    NamedTensors vectors{{"norm.weight", torch::ones({4}).requires_grad_()}};
+    EXPECT_EQ(MuonAdamW(vectors, {}).muon(), nullptr);
+}
+
+TEST(MuonAdamW, ClipsOverBothOptimizersAndStateRoundTripContinuesIdentically) {
+    auto a = model_like_parameters();
+    auto b = model_like_parameters();
+    const MuonAdamW::Settings s{.muon = {.momentum_warmup_steps = 4},
+                                .adamw = {.lr = 1e-2, .grad_clip = 1.0}};
+    MuonAdamW first(a, s);
+    fake_gradients(a, 0);
+    double squares = 0;
+    for (const auto& [name, p] : a) squares += p.grad().square().sum().item<double>();
+    EXPECT_NEAR(first.clip_gradients(), std::sqrt(squares), 1e-4);
+    first.step_scaled(1.0);
+    for (int step = 1; step < 3; ++step) {
+        fake_gradients(a, step);
+        first.clip_gradients();
+        first.step_scaled(0.5);
+    }
+    {
+        torch::NoGradGuard no_grad;
+        for (std::size_t i = 0; i < a.size(); ++i) b[i].second.copy_(a[i].second);
+    }
+    MuonAdamW second(b, s);
+    second.load_state(first.state(), "test");
+    EXPECT_EQ(second.steps_taken(), 3);
+    EXPECT_EQ(second.muon()->steps_taken(), 3);  // the momentum warm-up goes on where it was
+    fake_gradients(a, 3);
+    fake_gradients(b, 3);
+    first.clip_gradients();
+    second.clip_gradients();
+    first.step_scaled(0.5);
+    second.step_scaled(0.5);
+    for (std::size_t i = 0; i < a.size(); ++i)
+        EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+    NamedTensors missing;
+    for (const auto& item : first.state())
+        if (!item.first.starts_with("muon.momentum_buffer.model.layers.0.mlp")) missing.push_back(item);
+    EXPECT_EQ(error_of([&] { second.load_state(missing, "opt.safetensors"); }),
+              "opt.safetensors: optimizer state lacks 'momentum_buffer.model.layers.0.mlp.up_proj.weight'");
+}
+
+// lumi/train/recipe.hpp: names to policy types, both ways.
+TEST(Recipe, NamesPickTheirOptimizerAndSchedule) {
+    using lumi::train::CosineWarmup;
+    using lumi::train::recipe_name;
+    using lumi::train::WarmupStableDecay;
+    EXPECT_EQ((recipe_name<AdamW, CosineWarmup>()), "adamw_cosine");
+    EXPECT_EQ((recipe_name<MuonAdamW, WarmupStableDecay>()), "muon_wsd");
+    EXPECT_EQ((recipe_name<AdamW, WarmupStableDecay>()), "");  // composed in code only
+    EXPECT_EQ(lumi::train::recipe_names(), "adamw_cosine, muon_wsd");
+    std::string picked;
+    EXPECT_TRUE(lumi::train::visit_recipe("muon_wsd", [&]<class Optimizer, class Schedule>() {
+        picked = std::string(recipe_name<Optimizer, Schedule>());
+    }));
+    EXPECT_EQ(picked, "muon_wsd");
+    EXPECT_FALSE(lumi::train::visit_recipe("sgd", [&]<class, class>() { picked = "called"; }));
+    EXPECT_EQ(picked, "muon_wsd");
 }
 
 TEST(Precision, AutocastGuardRunsMatmulsInBFloat16AndRestores) {

@@ -89,24 +89,27 @@ TEST(Trainer, LowersTheLossAndWritesCheckpointsAndFinalModel) {
     EXPECT_GT(first.at("mfu").to_number<double>(), 0.0);
 }
 
-TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {
+// Trains 16 steps at once, and 7 then 9 resumed from the checkpoint: the losses must be the same bits.
+template <class AnyTrainer>
+void expect_resume_bit_for_bit(typename AnyTrainer::Settings whole_settings, const std::string& name) {
     PatternDataset train(40, 9, spec.vocab_size);  // 10 micro-batches per epoch: resume crosses an epoch
-    const auto whole_dir = fresh("whole");
-    auto whole_settings = settings_for(whole_dir, 16);
+    const auto whole_dir = fresh(name + "_whole");
+    whole_settings.run.output = whole_dir.string();
+    whole_settings.run.max_steps = 16;
     whole_settings.run.grad_accum = 2;
     std::vector<double> whole;
     {
-        SmallTrainer trainer(Model(), whole_settings);
+        AnyTrainer trainer(Model(), whole_settings);
         trainer.add_callback([&](const auto& r) { whole.push_back(r.loss); });
         trainer.fit(train);
     }
-    const auto split_dir = fresh("split");
+    const auto split_dir = fresh(name + "_split");
     auto split_settings = whole_settings;
     split_settings.run.output = split_dir.string();
     split_settings.run.checkpoint_every = 7;
     std::vector<double> split;
     {
-        SmallTrainer trainer(Model(), split_settings);
+        AnyTrainer trainer(Model(), split_settings);
         trainer.add_callback([&](const auto& r) {
             split.push_back(r.loss);
             if (r.step == 7) lumi::train::StopSignals::request();
@@ -118,7 +121,7 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {
     split_settings.run.resume = "latest";
     {
         lumi::InitSettings other_init{.seed = 99};  // the checkpoint, not the initialisation, must decide
-        SmallTrainer trainer(Model(other_init), split_settings);
+        AnyTrainer trainer(Model(other_init), split_settings);
         trainer.add_callback([&](const auto& r) { split.push_back(r.loss); });
         const auto result = trainer.fit(train);
         EXPECT_FALSE(result.interrupted);
@@ -126,6 +129,49 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {
     }
     ASSERT_EQ(split.size(), whole.size());
     for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_EQ(split[i], whole[i]) << "step " << i + 1;
+}
+
+TEST(Trainer, ResumedRunReproducesTheUninterruptedLossesBitForBit) {
+    expect_resume_bit_for_bit<SmallTrainer>(settings_for(fresh("resume"), 16), "resume");
+}
+
+using MuonSmallTrainer = lumi::Trainer<Model, lumi::MuonAdamW, lumi::WarmupStableDecay, lumi::FullPrecision>;
+
+MuonSmallTrainer::Settings muon_settings_for(const fs::path& output, std::int64_t steps) {
+    const auto adamw = settings_for(output, steps);
+    MuonSmallTrainer::Settings s;
+    s.run = adamw.run;
+    s.optimizer.muon.lr = 0.02;
+    s.optimizer.muon.momentum_warmup_steps = 5;
+    s.optimizer.adamw.lr = 3e-3;
+    s.schedule.warmup_steps = 2;
+    s.schedule.decay_ratio = 0.3;
+    return s;
+}
+
+TEST(Trainer, MuonWithWarmupStableDecayLearnsAndResumesBitForBit) {
+    const auto out = fresh("muon");
+    PatternDataset train(64, 17, spec.vocab_size), val(16, 17, spec.vocab_size, 9);
+    std::vector<double> lrs;
+    {
+        MuonSmallTrainer trainer(Model(), muon_settings_for(out, 30));
+        trainer.add_callback([&](const auto& r) { lrs.push_back(r.lr); });
+        const double before = trainer.evaluate(val, 2);
+        const auto result = trainer.fit(train, &val);
+        EXPECT_LT(result.val_loss, before - 1.0);
+    }
+    // The reported learning rate is Muon's, on the trapezoid: up over 2 steps, flat, down over the last 9.
+    ASSERT_EQ(lrs.size(), 30u);
+    EXPECT_DOUBLE_EQ(lrs[0], 0.01);
+    EXPECT_DOUBLE_EQ(lrs[20], 0.02);
+    EXPECT_NEAR(lrs[29], 0.02 / 9, 1e-12);
+    // Muon's momentum buffers are in the checkpoint beside AdamW's moments.
+    const auto state =
+        lumi::io::load_safetensors(out / "checkpoints" / "step_00000030" / "optimizer.safetensors");
+    EXPECT_TRUE(state.find("muon.momentum_buffer.model.layers.0.self_attn.q_proj.weight"));
+    EXPECT_TRUE(state.find("exp_avg.model.embed_tokens.weight"));
+    EXPECT_FALSE(state.find("exp_avg.model.layers.0.self_attn.q_proj.weight"));
+    expect_resume_bit_for_bit<MuonSmallTrainer>(muon_settings_for(fresh("muon_resume"), 16), "muon_resume");
 }
 
 TEST(Trainer, LoraWithDropoutResumesBitForBitAndLeavesTheBaseUntouched) {

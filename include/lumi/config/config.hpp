@@ -733,6 +733,39 @@ T load(const std::optional<std::filesystem::path>& file, const std::vector<std::
     }
 }
 
+// A top-level string read before the settings' type is known, because it picks that type (stage 05's
+// `recipe`): the last `--set key=...`, else the file's key, else `fallback`. `origin` names where it came
+// from (empty for the fallback), for the error that refuses an unknown value.
+struct Peeked {
+    std::string value;
+    std::string origin;
+};
+
+inline Peeked peek_string(const std::optional<std::filesystem::path>& file,
+                          const std::vector<std::string>& sets, const std::string& key,
+                          std::string fallback) {
+    for (auto set = sets.rbegin(); set != sets.rend(); ++set) {
+        detail::Assignment parsed = detail::parse_assignment(*set);
+        if (parsed.keys.size() != 1 || parsed.keys.front() != key) continue;
+        const std::string origin = "--set " + key;
+        if (!parsed.value.is_string())
+            throw ConfigError(origin, key,
+                              "expected a string, found " + detail::describe_found(parsed.value));
+        return {std::string(parsed.value.as_string()), origin};
+    }
+    if (file) {
+        const json::value root = read_json_file(*file);
+        if (const json::object* object = root.if_object())
+            if (const json::value* value = object->if_contains(key)) {
+                if (!value->is_string())
+                    throw ConfigError(file->string(), key,
+                                      "expected a string, found " + detail::describe_found(*value));
+                return {std::string(value->as_string()), file->string()};
+            }
+    }
+    return {std::move(fallback), ""};
+}
+
 // Pretty-printed JSON, keys in declaration order, written atomically.
 template <class T>
 void save(const T& value, const std::filesystem::path& file) {

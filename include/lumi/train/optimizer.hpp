@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <map>
 #include <string>
 #include <utility>
@@ -14,6 +15,54 @@
 namespace lumi::train {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+namespace detail {
+
+// Gradients dropped, not zeroed: the next backward writes fresh tensors (PyTorch's set_to_none).
+inline void drop_gradients(std::vector<torch::Tensor>& params) {
+    for (auto& p : params)
+        if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+}
+
+// Each defined gradient's L2 norm (float32, one element each): their norm is the global norm.
+inline std::vector<torch::Tensor> gradient_norms(const std::vector<torch::Tensor>& params) {
+    std::vector<torch::Tensor> norms;
+    for (const auto& p : params)
+        if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm().reshape({1}));
+    return norms;
+}
+
+// The factor clip_gradients applies: max_norm / (norm + 1e-6) above max_norm (as clip_grad_norm_), else 1.
+inline double clip_scale(double norm, double max_norm) {
+    return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
+// A checkpoint's optimizer tensor `name`, which must have `like`'s shape.
+inline const torch::Tensor& state_tensor(const std::map<std::string, torch::Tensor>& state,
+                                         const std::string& name, const torch::Tensor& like,
+                                         const std::string& origin) {
+    const auto found = state.find(name);
+    if (found == state.end()) throw lumi::Error(origin + ": optimizer state lacks '" + name + "'");
+    if (found->second.sizes() != like.sizes())
+        throw lumi::Error(origin + ": optimizer state '" + name + "' has shape " +
+                          c10::str(found->second.sizes()) + ", expected " + c10::str(like.sizes()));
+    return found->second;
+}
+}  // namespace detail
+
+// An optimizer policy (Trainer's second parameter): built from the named parameters and its settings
+// aggregate; the trainer clips (returning the global gradient norm), steps with the schedule's factor, clears
+// the gradients, and saves and restores its state by name for exact resume.
+template <class O>
+concept OptimizerPolicy = std::constructible_from<O, const NamedTensors&, typename O::Settings> &&
+    requires(O optimizer, const O& constant, double factor, const NamedTensors& state) {
+    { optimizer.clip_gradients() } -> std::convertible_to<double>;
+    optimizer.step_scaled(factor);
+    optimizer.zero_grad();
+    { constant.peak_lr() } -> std::convertible_to<double>;
+    { constant.state() } -> std::convertible_to<NamedTensors>;
+    optimizer.load_state(state, std::string());
+};
 
 struct AdamWSettings {
     double lr = 3e-4;  // peak learning rate; the schedule scales it
@@ -62,16 +111,18 @@ class AdamW {
     // step() scales the gradients by grad_clip / (norm + 1e-6) as it reads them (as PyTorch's clip_grad_norm_
     // does in place), so they are not rewritten.
     double clip_gradients() {
-        std::vector<torch::Tensor> norms;
-        for (const auto& p : params_)
-            if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm().reshape({1}));
+        const auto norms = detail::gradient_norms(params_);
         grad_scale_ = 1.0;
         if (norms.empty()) return 0.0;
         const double total = torch::cat(norms).norm().item<double>();
-        if (settings_.grad_clip > 0 && total > settings_.grad_clip)
-            grad_scale_ = settings_.grad_clip / (total + 1e-6);
+        grad_scale_ = detail::clip_scale(total, settings_.grad_clip);
         return total;
     }
+
+    // For an optimizer that clips over several: the factor the next step() applies to the gradients.
+    void scale_gradients(double scale) { grad_scale_ = scale; }
+    const std::vector<torch::Tensor>& parameters() const { return params_; }
+    double peak_lr() const { return settings_.lr; }
 
     // One update with learning rate `lr`; parameters without a gradient are skipped, as in PyTorch.
     void step(double lr) {
@@ -129,10 +180,10 @@ class AdamW {
         at::_foreach_addcdiv_(params, m, denom, -lr / bias1);
     }
 
-    void zero_grad() {
-        for (auto& p : params_)
-            if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
-    }
+    // The update a trainer makes: the peak learning rate scaled by the schedule's factor.
+    void step_scaled(double factor) { step(settings_.lr * factor); }
+
+    void zero_grad() { detail::drop_gradients(params_); }
 
     // Moments by parameter name plus the step count, for checkpoints.
     NamedTensors state() const {
@@ -146,14 +197,9 @@ class AdamW {
     }
 
     void load_state(const NamedTensors& state, const std::string& origin) {
-        std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+        const std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
         auto take = [&](const std::string& name, const torch::Tensor& like) {
-            auto found = by_name.find(name);
-            if (found == by_name.end()) throw lumi::Error(origin + ": optimizer state lacks '" + name + "'");
-            if (found->second.sizes() != like.sizes())
-                throw lumi::Error(origin + ": optimizer state '" + name + "' has shape " +
-                                  c10::str(found->second.sizes()) + ", expected " + c10::str(like.sizes()));
-            return found->second;
+            return detail::state_tensor(by_name, name, like, origin);
         };
         torch::NoGradGuard no_grad;
         step_ = take("step", torch::tensor(0)).item<std::int64_t>();

@@ -5,6 +5,7 @@
 
 #include "lumi/data/packed.hpp"
 #include "lumi/tokenizer/tokenizer.hpp"
+#include "lumi/train/recipe.hpp"
 #include "lumi/train/trainer.hpp"
 
 namespace lumi::train {
@@ -15,10 +16,12 @@ struct PretrainData {
     bool verify = false;                  // checksum every shard before training
 };
 
-// Stage 05's settings file: the preset it was written for, the data, then one section per trainer policy.
+// Stage 05's settings file: the preset it was written for, the recipe (which types the optimizer and schedule
+// sections have), the data, then one section per trainer policy.
 template <class Optimizer = AdamW, class Schedule = CosineWarmup, class Precision = MixedPrecision>
 struct PretrainSettings {
     std::string preset;  // when set, must name the preset this binary was compiled for
+    std::string recipe = std::string(recipe_name<Optimizer, Schedule>());  // see lumi::train::recipes
     PretrainData data;
     RunSettings run;
     typename Optimizer::Settings optimizer;
@@ -53,6 +56,9 @@ template <ModelSpec S, class Optimizer = AdamW, class Schedule = CosineWarmup,
 FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& settings,
                    std::FILE* out = stdout) {
     if (distributed::environment().rank != 0) out = nullptr;  // rank 0 alone reports
+    if (settings.recipe != recipe_name<Optimizer, Schedule>())
+        throw lumi::Error("recipe: '" + settings.recipe + "' but these settings were read for '" +
+                          std::string(recipe_name<Optimizer, Schedule>()) + "'");
     data::PackedOptions options{.split = "train", .verify = settings.data.verify, .seed = settings.run.seed};
     if (!settings.data.tokenizer.empty())
         options.tokenizer_sha256 = tokenizer::Tokenizer::load(settings.data.tokenizer).sha256();
@@ -75,6 +81,7 @@ FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& setti
     const std::int64_t tokens_per_step = run.micro_batch * run.grad_accum * world * train.sequence_length();
     if (out) {
         std::fprintf(out, "%s\n", model::describe<S>().c_str());
+        if (!settings.recipe.empty()) std::fprintf(out, "recipe %s\n", settings.recipe.c_str());
         std::fprintf(
             out,
             "data %s: %lld training sequences of %lld tokens (%lld validation)\n"

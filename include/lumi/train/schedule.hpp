@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <numbers>
+#include <string>
 
 #include "lumi/config/config.hpp"
 
@@ -26,6 +28,13 @@ struct ScheduleSettings {
         return warmup_steps > 0 ? warmup_steps
                                 : std::int64_t(std::llround(warmup_ratio * double(total_steps)));
     }
+};
+
+// A schedule policy: its settings aggregate and the factor applied to the peak learning rate(s) for update
+// `step` (0-based) of `total`.
+template <class S>
+concept SchedulePolicy = requires(const typename S::Settings& settings, std::int64_t step) {
+    { S::factor(settings, step, step) } -> std::convertible_to<double>;
 };
 
 namespace detail {
@@ -62,6 +71,49 @@ struct ConstantWarmup {
     static double factor(const Settings& s, std::int64_t step, std::int64_t total) {
         const std::int64_t warmup = s.warmup(total);
         return step < warmup ? double(step + 1) / double(warmup) : 1.0;
+    }
+};
+
+struct WsdSettings {
+    std::int64_t warmup_steps = 0;  // when 0, warmup_ratio of the total steps
+    double warmup_ratio = 0.0;
+    double decay_ratio = 0.2;      // the final fraction of the steps that cools down from the peak
+    std::string decay = "linear";  // the cool-down's shape: linear or cosine
+    double min_lr_ratio = 0.0;     // where the cool-down ends, as a fraction of the peak
+
+    void validate() const {
+        if (warmup_steps < 0) throw config::FieldError("warmup_steps", "must be >= 0");
+        if (!(warmup_ratio >= 0 && warmup_ratio < 1))
+            throw config::FieldError("warmup_ratio", "must be in [0, 1)");
+        if (!(decay_ratio >= 0 && decay_ratio <= 1))
+            throw config::FieldError("decay_ratio", "must be in [0, 1]");
+        if (decay != "linear" && decay != "cosine")
+            throw config::FieldError("decay", "must be linear or cosine, found '" + decay + "'");
+        if (!(min_lr_ratio >= 0 && min_lr_ratio <= 1))
+            throw config::FieldError("min_lr_ratio", "must be in [0, 1]");
+    }
+
+    std::int64_t warmup(std::int64_t total_steps) const {
+        return warmup_steps > 0 ? warmup_steps
+                                : std::int64_t(std::llround(warmup_ratio * double(total_steps)));
+    }
+};
+
+// Warmup-stable-decay (the trapezoid of MiniCPM and nanochat): linear warm-up, the peak until the last
+// decay_ratio of the steps, then a linear or cosine cool-down to min_lr_ratio. With warm-up and cool-down
+// overlapping (a short run), the smaller factor wins.
+struct WarmupStableDecay {
+    using Settings = WsdSettings;
+    static double factor(const Settings& s, std::int64_t step, std::int64_t total) {
+        const std::int64_t warmup = s.warmup(total);
+        const double rise = step < warmup ? double(step + 1) / double(warmup) : 1.0;
+        const std::int64_t decay_steps = std::llround(s.decay_ratio * double(total));
+        const std::int64_t decay_start = total - decay_steps;
+        if (decay_steps == 0 || step < decay_start) return rise;
+        const double progress = std::clamp(double(step - decay_start) / double(decay_steps), 0.0, 1.0);
+        const double shape =
+            s.decay == "cosine" ? 0.5 * (1.0 + std::cos(std::numbers::pi * progress)) : 1.0 - progress;
+        return std::min(rise, s.min_lr_ratio + (1.0 - s.min_lr_ratio) * shape);
     }
 };
 

@@ -23,6 +23,7 @@
 #include "lumi/train/checkpoints.hpp"
 #include "lumi/train/efficiency.hpp"
 #include "lumi/train/loader.hpp"
+#include "lumi/train/muon.hpp"
 #include "lumi/train/objective.hpp"
 #include "lumi/train/optimizer.hpp"
 #include "lumi/train/precision.hpp"
@@ -124,7 +125,7 @@ inline torch::Device resolve_device(const std::string& name) {
 // The objective (objective.hpp) says what is minimised: next-token prediction unless another is given.
 // Started as several processes (WORLD_SIZE > 1, see docs/distributed.md) it trains data-parallel: each rank
 // takes its share of every global batch, gradients are averaged over ranks, and rank 0 alone writes.
-template <class Model, class Optimizer = AdamW, class Schedule = CosineWarmup,
+template <class Model, OptimizerPolicy Optimizer = AdamW, SchedulePolicy Schedule = CosineWarmup,
           class Precision = MixedPrecision, class Objective = NextToken>
 class Trainer {
   public:
@@ -328,8 +329,9 @@ class Trainer {
                                   " (lower optimizer.lr or raise schedule warmup, then resume from it)");
             }
             const double grad_norm = optimizer.clip_gradients();
-            const double lr = settings_.optimizer.lr * Schedule::factor(settings_.schedule, step, total);
-            optimizer.step(lr);
+            const double factor = Schedule::factor(settings_.schedule, step, total);
+            optimizer.step_scaled(factor);
+            const double lr = optimizer.peak_lr() * factor;
             optimizer.zero_grad();
             ++step;
             tokens += tokens_per_micro * run.grad_accum;
@@ -615,9 +617,11 @@ class Trainer {
     io::SaveSettings save_settings_;
 };
 
-// The common mix, as ensmallen names its own.
+// The common mixes, as ensmallen names its own.
 template <ModelSpec S>
 using PretrainTrainer = Trainer<Transformer<S>, AdamW, CosineWarmup, MixedPrecision>;
+template <ModelSpec S>
+using MuonTrainer = Trainer<Transformer<S>, MuonAdamW, WarmupStableDecay, MixedPrecision>;
 
 }  // namespace lumi::train
 
@@ -628,6 +632,10 @@ using train::CosineWarmup;
 using train::FullPrecision;
 using train::LinearWarmup;
 using train::MixedPrecision;
+using train::Muon;
+using train::MuonAdamW;
+using train::MuonTrainer;
 using train::PretrainTrainer;
 using train::Trainer;
+using train::WarmupStableDecay;
 }  // namespace lumi
