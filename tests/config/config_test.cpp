@@ -168,6 +168,22 @@ TEST(Json, MissingKeysKeepTheDefaultMemberValues) {
     EXPECT_EQ(settings_from("{}"), Settings{});
 }
 
+struct WithSection {
+    std::string kind = "a";
+    json::value section = json::object({{"x", 1}, {"y", 2}});
+};
+
+TEST(Json, ASectionMergesIntoItsDefaultAndTakesAnyKey) {
+    const auto merged = load<WithSection>(std::nullopt, {"section.y=3", "section.z.w=true"});
+    EXPECT_EQ(json::serialize(merged.section), R"({"x":1,"y":3,"z":{"w":true}})");
+    EXPECT_TRUE(load<WithSection>(std::nullopt, {"section=null"}).section.is_null());
+    EXPECT_EQ(to_json(merged).at("section"), merged.section);
+    const auto fields = describe<WithSection>();
+    ASSERT_EQ(fields.size(), 2u);
+    EXPECT_EQ(fields[1].type, "JSON");
+    EXPECT_EQ(fields[1].default_value, R"({"x": 1, "y": 2})");
+}
+
 TEST(Json, NullOrAbsentOptionalIsEmpty) {
     const auto e = from_json<Everything>(json::parse(R"({"maybe_not": null})"), "test");
     EXPECT_EQ(e.maybe, std::nullopt);

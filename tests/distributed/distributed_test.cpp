@@ -282,6 +282,16 @@ TEST(Distributed, TwoRanksWithMicroBatchBEqualOneProcessWithBatch2B) {
     EXPECT_TRUE(fs::exists(pair / "final" / "model.safetensors"));
 }
 
+// Muon orthogonalises the all-reduced gradient's momentum: the same update on every rank.
+TEST(Distributed, MuonTwoRanksEqualOneProcess) {
+    const auto alone = fresh("muon_alone"), pair = fresh("muon_pair");
+    run_alone(alone, {"mode=muon", "steps=3", "micro_batch=4", "eval_batches=2"});
+    run_pair(pair, {"mode=muon", "steps=3", "micro_batch=2", "eval_batches=4"});
+    const auto rank0 = parameters(pair, 0);
+    expect_close(parameters(alone, 0), rank0);
+    EXPECT_EQ(largest_difference(rank0, parameters(pair, 1)), 0.0) << "the ranks' parameters drifted apart";
+}
+
 TEST(Distributed, LoraTwoRanksEqualOneProcessAndTheBaseStaysFrozen) {
     const auto alone = fresh("lora_alone"), pair = fresh("lora_pair");
     run_alone(alone, {"mode=lora", "steps=3", "micro_batch=4"});

@@ -1,6 +1,6 @@
 // One training process of the distributed tests: started once alone, or twice as rank 0 and rank 1 of a
 // loopback run (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Arguments are key=value:
-//   mode=pretrain|lora|dpo data=DIR output=DIR steps=N micro_batch=B grad_accum=A eval_batches=E
+//   mode=pretrain|muon|lora|dpo data=DIR output=DIR steps=N micro_batch=B grad_accum=A eval_batches=E
 //   checkpoint_every=C resume=0|1 die_at=STEP hang_at=STEP stop_at=STEP (after that step rank 1 kills itself,
 //   stops itself, or asks for a stop as SIGTERM would)
 // Every rank saves its parameters to output/params_rank<R>.safetensors at the end, and prints one line.
@@ -23,7 +23,8 @@ namespace {
 constexpr lumi::ModelSpec spec = lumi::test::gqa;
 constexpr lumi::LoraSpec adapter{.rank = 4, .alpha = 8, .dropout = 0.0};
 
-template <class Model, class Objective = lumi::train::NextToken, class Dataset = lumi::data::PackedDataset>
+template <class Model, class Objective = lumi::train::NextToken, class Dataset = lumi::data::PackedDataset,
+          class Optimizer = lumi::AdamW, class Schedule = lumi::CosineWarmup>
 int train(const std::map<std::string, std::string>& args) {
     auto get = [&](const std::string& key, const std::string& fallback) {
         const auto found = args.find(key);
@@ -32,7 +33,7 @@ int train(const std::map<std::string, std::string>& args) {
     auto number = [&](const std::string& key, std::int64_t fallback) {
         return std::stoll(get(key, std::to_string(fallback)));
     };
-    using Trainer = lumi::Trainer<Model, lumi::AdamW, lumi::CosineWarmup, lumi::FullPrecision, Objective>;
+    using Trainer = lumi::Trainer<Model, Optimizer, Schedule, lumi::FullPrecision, Objective>;
     typename Trainer::Settings s;
     s.run.output = get("output", "");
     s.run.device = "cpu";
@@ -45,7 +46,12 @@ int train(const std::map<std::string, std::string>& args) {
     s.run.eval_batches = number("eval_batches", 2);
     s.run.checkpoint_every = number("checkpoint_every", 0);
     if (number("resume", 0) != 0) s.run.resume = "latest";
-    s.optimizer.lr = 3e-3;
+    if constexpr (std::is_same_v<Optimizer, lumi::MuonAdamW>) {
+        s.optimizer.muon.lr = 0.02;
+        s.optimizer.adamw.lr = 3e-3;
+    } else {
+        s.optimizer.lr = 3e-3;
+    }
     s.schedule.warmup_steps = 2;
 
     const std::string data = get("data", "");
@@ -93,6 +99,9 @@ int main(int argc, char** argv) {
         if (args["mode"] == "dpo")
             return train<lumi::Transformer<spec, lumi::Lora<adapter>>, lumi::Dpo<>,
                          lumi::data::PreferenceDataset>(args);
+        if (args["mode"] == "muon")
+            return train<lumi::Transformer<spec>, lumi::train::NextToken, lumi::data::PackedDataset,
+                         lumi::MuonAdamW, lumi::WarmupStableDecay>(args);
         return train<lumi::Transformer<spec>>(args);
     } catch (const lumi::Error& error) {
         std::fprintf(stderr, "error: %s\n", error.what());

@@ -341,6 +341,34 @@ TEST(Pipeline, LayoutPathsCannotBeMovedAndUnknownStagesAreRefused) {
     }
 }
 
+TEST(Pipeline, ThePretrainRecipeTypesItsSectionsAtLoad) {
+    const auto defaults = pipeline::PipelineSettings{}.pretrain;
+    EXPECT_EQ(defaults.recipe, "muon_wsd");
+    const auto muon = defaults.typed<lumi::MuonAdamW, lumi::WarmupStableDecay>();
+    EXPECT_EQ(muon.optimizer.adamw.lr, 2e-3);
+    EXPECT_EQ(muon.schedule.warmup_steps, 60);
+    // Another recipe: its sections null, lumi's defaults for that recipe.
+    const auto adamw = lumi::config::load<pipeline::PipelineSettings>(
+        std::nullopt, {"pretrain.recipe=adamw_cosine", "pretrain.optimizer=null", "pretrain.schedule=null"});
+    const auto typed = adamw.pretrain.typed<lumi::AdamW, lumi::CosineWarmup>();
+    EXPECT_EQ(typed.optimizer.lr, lumi::train::AdamWSettings{}.lr);
+    EXPECT_EQ(typed.schedule.warmup_steps, lumi::train::ScheduleSettings{}.warmup_steps);
+    auto error = [](std::vector<std::string> sets) {
+        try {
+            lumi::config::load<pipeline::PipelineSettings>(std::nullopt, std::move(sets));
+        } catch (const lumi::Error& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    EXPECT_EQ(error({"pretrain.recipe=sgd"}),
+              "--set pretrain.recipe: must be one of adamw_cosine, muon_wsd, found 'sgd'");
+    EXPECT_EQ(error({"pretrain.optimizer.muon.lr=-1"}),
+              "--set pretrain.optimizer.muon.lr: must be positive (in the optimizer section of recipe "
+              "'muon_wsd'; null reads as its defaults)");
+    EXPECT_TRUE(contains(error({"pretrain.recipe=adamw_cosine"}), "pretrain.optimizer.muon: unknown key"));
+}
+
 TEST(Derive, FortunesBecomeOneDocumentPerEntry) {
     TempDir temp;
     write(temp.path / "fortunes" / "wisdom.u8",

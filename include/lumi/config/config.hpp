@@ -110,6 +110,10 @@ concept Integer = std::integral<T> && !std::same_as<T, bool> && !is_character<T>
 // std::array is an aggregate too, but it reads as a JSON array.
 template <class T>
 concept Object = Reflectable<T> && !is_std_array<T>;
+// A section kept as JSON, whose type another field decides (a recipe's optimizer settings): read by merging
+// into its default, so unnamed keys keep their defaults as an aggregate's do; checked by whoever types it.
+template <class T>
+concept Section = std::same_as<T, json::value>;
 
 template <class T>
 inline constexpr bool unsupported = false;
@@ -275,6 +279,8 @@ std::string type_name() {
         return "map<string, " + type_name<typename T::mapped_type>() + ">";
     else if constexpr (Object<T>)
         return "object";
+    else if constexpr (Section<T>)
+        return "JSON";
     else
         static_assert(unsupported<T>, "lumi::config: unsupported field type");
 }
@@ -377,6 +383,17 @@ E read_enum(const json::value& value, const Where& where) {
 template <class T>
 void read(const json::value& value, T& out, const Where& where);
 
+// Objects merge key by key; anything else (null included) replaces.
+inline void merge_section(json::value& into, const json::value& value) {
+    json::object* target = into.if_object();
+    const json::object* source = value.if_object();
+    if (!target || !source) {
+        into = value;
+        return;
+    }
+    for (const auto& [key, item] : *source) merge_section((*target)[key], item);
+}
+
 template <Object T>
 void read_object(const json::value& value, T& out, const Where& where) {
     const json::object* object = value.if_object();
@@ -459,6 +476,8 @@ void read(const json::value& value, T& out, const Where& where) {
         out = std::move(items);
     } else if constexpr (Object<T>) {
         read_object(value, out, where);
+    } else if constexpr (Section<T>) {
+        merge_section(out, value);
     } else {
         static_assert(unsupported<T>,
                       "lumi::config: unsupported field type; use bool, an integer, float, double, an enum, "
@@ -500,6 +519,8 @@ json::value write(const T& value) {
         json::object object;
         for (const auto& [key, item] : value) object[key] = write(item);
         return object;
+    } else if constexpr (Section<T>) {
+        return value;
     } else if constexpr (Object<T>) {
         constexpr auto names = field_names<T>();
         json::object object;
@@ -536,7 +557,9 @@ void describe_fields(const T& defaults, const std::string& path, std::vector<Fie
 template <class T>
 void check_path(std::span<const std::string> rest, const Where& where) {
     if (rest.empty()) return;
-    if constexpr (Optional<T>) {
+    if constexpr (Section<T>) {
+        return;  // its type, and so its keys, are known later
+    } else if constexpr (Optional<T>) {
         check_path<typename T::value_type>(rest, where);
     } else if constexpr (StringMap<T>) {
         check_path<typename T::mapped_type>(rest.subspan(1), where.at(rest.front()));

@@ -34,6 +34,61 @@ struct PretrainSettings {
     }
 };
 
+// Stage 05's settings with the recipe read at run time: the optimizer and schedule sections stay JSON until
+// `recipe` names their types, then read strictly as that recipe's (keys left out take lumi's defaults). The
+// pipeline holds these, so one binary trains every recipe; a stage binary reads the typed PretrainSettings.
+struct RecipePretrainSettings {
+    std::string preset;
+    std::string recipe = "adamw_cosine";  // see lumi::train::recipes
+    PretrainData data;
+    RunSettings run;
+    boost::json::value optimizer = boost::json::object();  // the recipe's Optimizer::Settings
+    boost::json::value schedule = boost::json::object();   // the recipe's Schedule::Settings
+    MixedPrecision::Settings precision;
+    model::InitSettings init;
+
+    // The settings typed for Optimizer and Schedule; an error names the key inside its section.
+    template <class Optimizer, class Schedule>
+    PretrainSettings<Optimizer, Schedule> typed() const {
+        PretrainSettings<Optimizer, Schedule> out;
+        out.preset = preset;
+        out.recipe = recipe;
+        out.data = data;
+        out.run = run;
+        out.precision = precision;
+        out.init = init;
+        read_section(optimizer, "optimizer", out.optimizer);
+        read_section(schedule, "schedule", out.schedule);
+        return out;
+    }
+
+    // Calls f(typed settings) for the recipe named.
+    template <class F>
+    void visit(F&& f) const {
+        if (!visit_recipe(recipe,
+                          [&]<class Optimizer, class Schedule>() { f(typed<Optimizer, Schedule>()); }))
+            throw config::FieldError("recipe",
+                                     "must be one of " + recipe_names() + ", found '" + recipe + "'");
+    }
+
+    void validate() const {
+        visit([](const auto&) {});
+    }
+
+  private:
+    template <class T>
+    void read_section(const boost::json::value& json, const std::string& name, T& out) const {
+        try {
+            out =
+                config::from_json<T>(json.is_null() ? boost::json::value(boost::json::object()) : json, name);
+        } catch (const config::ConfigError& error) {
+            throw config::FieldError(error.path.empty() ? name : name + "." + error.path,
+                                     error.detail + " (in the " + name + " section of recipe '" + recipe +
+                                         "'; null reads as its defaults)");
+        }
+    }
+};
+
 // The val split beside `train`, when the dataset has one: it must open cleanly and agree with train (a
 // corrupt validation split is an error, not a reason to train without one).
 inline std::optional<data::PackedDataset> open_validation(const std::string& dataset,
@@ -101,6 +156,14 @@ FitResult pretrain(const PretrainSettings<Optimizer, Schedule, Precision>& setti
         std::fflush(out);
     }
     return trainer.fit(train, validation ? &*validation : nullptr);
+}
+
+// Pretrains with the recipe the settings name.
+template <ModelSpec S>
+FitResult pretrain(const RecipePretrainSettings& settings, std::FILE* out = stdout) {
+    FitResult result;
+    settings.visit([&](const auto& typed) { result = pretrain<S>(typed, out); });
+    return result;
 }
 
 }  // namespace lumi::train
