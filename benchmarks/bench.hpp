@@ -77,16 +77,16 @@ inline benchmark::Counter bytes_counter(std::int64_t bytes) {
 }
 
 // One optimizer step as the Trainer takes it: forward with the precision policy's guard, backward, clip,
-// AdamW (trainer defaults), zero_grad; on `device` (the CPU unless told).
-template <class Model, class Precision = train::FullPrecision>
+// the optimizer policy's update (its default settings), zero_grad; on `device` (the CPU unless told).
+template <class Model, class Precision = train::FullPrecision, class Optimizer = train::AdamW>
 struct TrainStep {
     Model model;
-    train::AdamW optimizer;
+    Optimizer optimizer;
     train::PrecisionSettings precision;
     torch::Device device;
 
-    explicit TrainStep(Model m, torch::Device d = torch::kCPU, train::AdamW::Settings adamw = {})
-        : model(move_to(std::move(m), d)), optimizer(named(model), adamw), device(d) {
+    explicit TrainStep(Model m, torch::Device d = torch::kCPU, typename Optimizer::Settings settings = {})
+        : model(move_to(std::move(m), d)), optimizer(named(model), settings), device(d) {
         model->train();
     }
 
@@ -109,7 +109,7 @@ struct TrainStep {
         }
         loss.backward();
         optimizer.clip_gradients();
-        optimizer.step(optimizer.settings().lr);
+        optimizer.step_scaled(1.0);
         optimizer.zero_grad();
         if (device.is_cuda()) torch::cuda::synchronize();
     }
@@ -135,12 +135,15 @@ void run_steps(benchmark::State& state, Step& step, const torch::Tensor& inputs,
 
 // The training step of Model (a Transformer holder) on random tokens: args batch, sequence length.
 // FusedAdamW false: the foreach AdamW (PyTorch's default form), to measure what the fused pass buys.
+// Optimizer: another optimizer policy (MuonAdamW), with its default settings.
 template <class Model, model::LossKernel K = model::LossKernel::full, class Precision = train::FullPrecision,
-          bool Cuda = false, bool FusedAdamW = true>
+          bool Cuda = false, bool FusedAdamW = true, class Optimizer = train::AdamW>
 void train_step(benchmark::State& state) {
     constexpr ModelSpec S = std::remove_reference_t<decltype(*std::declval<Model&>())>::spec;
     const torch::Device device = Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-    TrainStep<Model, Precision> step(Model(InitSettings{.seed = 1}), device, {.fused = FusedAdamW});
+    typename Optimizer::Settings settings{};
+    if constexpr (std::is_same_v<Optimizer, train::AdamW>) settings.fused = FusedAdamW;
+    TrainStep<Model, Precision, Optimizer> step(Model(InitSettings{.seed = 1}), device, settings);
     step.model->loss_kernel = K;
     const auto ids = random_tokens(S.vocab_size, state.range(0), state.range(1) + 1).to(device);
     run_steps(state, step, ids.narrow(1, 0, state.range(1)), ids.narrow(1, 1, state.range(1)));

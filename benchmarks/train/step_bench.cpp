@@ -1,10 +1,13 @@
 // One training step as the Trainer takes it (forward, backward, gradient clipping, AdamW), per preset, for
-// each loss kernel, in float32 and (nano, tiny) under bfloat16 autocast with float32 weights (MixedPrecision,
-// forced on so the figure exists on CPUs without native bfloat16 too). Items are tokens; peak_bytes is the
-// step's peak CPU tensor memory above the model and optimizer state (bench.hpp: PeakMemory).
-// scripts/peer_bench.py runs the float32 ones against PyTorch in Python.
+// each loss kernel; with MuonAdamW instead (`chunked_muon`, what the muon_wsd recipe's step costs), in
+// float32 and (nano, tiny) under bfloat16 autocast with float32 weights (MixedPrecision, forced on so the
+// figure exists on CPUs without native bfloat16 too). Items are tokens; peak_bytes is the step's peak CPU
+// tensor memory above the model and optimizer state (bench.hpp: PeakMemory). scripts/peer_bench.py runs the
+// float32 ones against PyTorch in Python.
 //   lumi_train_bench --benchmark_filter='^train_step/tiny/'
 #include "../bench.hpp"
+
+#include <lumi/train/muon.hpp>
 
 namespace {
 
@@ -41,6 +44,8 @@ void add(const char* preset, std::int64_t batch, std::int64_t seq, bool bfloat16
     add_one("chunked/float32", train_step<Model, LossKernel::chunked>);
     add_one("chunked_foreach_adamw/float32",
             train_step<Model, LossKernel::chunked, lumi::train::FullPrecision, false, false>);
+    add_one("chunked_muon/float32", train_step<Model, LossKernel::chunked, lumi::train::FullPrecision, false,
+                                               true, lumi::train::MuonAdamW>);
     if (!bfloat16) return;
     add_one("full/bfloat16", train_step<Model, LossKernel::full, ForcedBFloat16>);
     add_one("chunked/bfloat16", train_step<Model, LossKernel::chunked, ForcedBFloat16>);
