@@ -367,8 +367,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "--set tasks: tasks[1]: expected a string"},
         SetCase{"lumi_generate_nano", "sampling.temperature=1e999",
                 "--set sampling.temperature: expected a finite number"},
-        SetCase{"lumi_pipeline_nano", "pretrain.optimizer.lr=1e999",
-                "--set pretrain.optimizer.lr: expected a finite number"}),
+        SetCase{"lumi_pipeline_nano", "pretrain.optimizer.adamw.lr=1e999",
+                "--set pretrain.optimizer.adamw.lr: expected a finite number"}),
     [](const auto& info) { return std::to_string(info.index) + "_" + info.param.binary; });
 
 // ---- Data stages
