@@ -53,9 +53,8 @@ int main(int argc, char** argv) {
             status = run<Optimizer, Schedule>(cli, resume);
         });
         if (!known)
-            throw lumi::config::ConfigError(
-                recipe.origin, "recipe",
-                "must be one of " + lumi::train::recipe_names() + ", found '" + recipe.value + "'");
+            throw lumi::config::ConfigError(recipe.origin, "recipe",
+                                            lumi::train::unknown_recipe(recipe.value));
         return status;
     });
 }

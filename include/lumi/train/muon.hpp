@@ -119,10 +119,7 @@ class Muon {
 
     // Global gradient norm; the next step() scales the gradients when it exceeds `max_norm` (0: never).
     double clip_gradients(double max_norm = 0) {
-        const auto norms = detail::gradient_norms(params_);
-        grad_scale_ = 1.0;
-        if (norms.empty()) return 0.0;
-        const double total = torch::cat(norms).norm().item<double>();
+        const double total = detail::global_norm(detail::gradient_norms(params_));
         grad_scale_ = detail::clip_scale(total, max_norm);
         return total;
     }
@@ -220,8 +217,7 @@ class MuonAdamW {
         if (muon_) norms = detail::gradient_norms(muon_->parameters());
         if (adamw_)
             for (auto& norm : detail::gradient_norms(adamw_->parameters())) norms.push_back(std::move(norm));
-        if (norms.empty()) return 0.0;
-        const double total = torch::cat(norms).norm().item<double>();
+        const double total = detail::global_norm(norms);
         const double scale = detail::clip_scale(total, settings_.adamw.grad_clip);
         if (muon_) muon_->scale_gradients(scale);
         if (adamw_) adamw_->scale_gradients(scale);

@@ -32,6 +32,11 @@ inline std::vector<torch::Tensor> gradient_norms(const std::vector<torch::Tensor
     return norms;
 }
 
+// The global norm from gradient_norms' parts; 0 when no gradient is defined.
+inline double global_norm(const std::vector<torch::Tensor>& norms) {
+    return norms.empty() ? 0.0 : torch::cat(norms).norm().item<double>();
+}
+
 // The factor clip_gradients applies: max_norm / (norm + 1e-6) above max_norm (as clip_grad_norm_), else 1.
 inline double clip_scale(double norm, double max_norm) {
     return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
@@ -111,10 +116,7 @@ class AdamW {
     // step() scales the gradients by grad_clip / (norm + 1e-6) as it reads them (as PyTorch's clip_grad_norm_
     // does in place), so they are not rewritten.
     double clip_gradients() {
-        const auto norms = detail::gradient_norms(params_);
-        grad_scale_ = 1.0;
-        if (norms.empty()) return 0.0;
-        const double total = torch::cat(norms).norm().item<double>();
+        const double total = detail::global_norm(detail::gradient_norms(params_));
         grad_scale_ = detail::clip_scale(total, settings_.grad_clip);
         return total;
     }

@@ -67,8 +67,7 @@ struct RecipePretrainSettings {
     void visit(F&& f) const {
         if (!visit_recipe(recipe,
                           [&]<class Optimizer, class Schedule>() { f(typed<Optimizer, Schedule>()); }))
-            throw config::FieldError("recipe",
-                                     "must be one of " + recipe_names() + ", found '" + recipe + "'");
+            throw config::FieldError("recipe", unknown_recipe(recipe));
     }
 
     void validate() const {

@@ -57,6 +57,11 @@ inline std::string recipe_names() {
     return names;
 }
 
+// What refuses an unknown recipe name.
+inline std::string unknown_recipe(std::string_view name) {
+    return "must be one of " + recipe_names() + ", found '" + std::string(name) + "'";
+}
+
 // Calls f.template operator()<Optimizer, Schedule>() for the recipe called `name`; false when there is none.
 template <class F>
 bool visit_recipe(std::string_view name, F&& f) {

@@ -11,22 +11,36 @@
 
 namespace lumi::train {
 
+namespace detail {
+// The warm-up shared by every schedule: `steps` updates, or `ratio` of the total when steps is 0.
+inline void check_warmup(std::int64_t steps, double ratio) {
+    if (steps < 0) throw config::FieldError("warmup_steps", "must be >= 0");
+    if (!(ratio >= 0 && ratio < 1)) throw config::FieldError("warmup_ratio", "must be in [0, 1)");
+}
+
+inline std::int64_t warmup_of(std::int64_t steps, double ratio, std::int64_t total) {
+    return steps > 0 ? steps : std::int64_t(std::llround(ratio * double(total)));
+}
+
+// Update s (0-based) of a linear warm-up uses (s + 1) / warmup of the peak, so none is wasted at zero.
+inline double rise(std::int64_t step, std::int64_t warmup) {
+    return step < warmup ? double(step + 1) / double(warmup) : 1.0;
+}
+}  // namespace detail
+
 struct ScheduleSettings {
     std::int64_t warmup_steps = 0;  // when 0, warmup_ratio of the total steps
     double warmup_ratio = 0.0;
     double min_lr_ratio = 0.1;  // the floor, as a fraction of the peak learning rate
 
     void validate() const {
-        if (warmup_steps < 0) throw config::FieldError("warmup_steps", "must be >= 0");
-        if (!(warmup_ratio >= 0 && warmup_ratio < 1))
-            throw config::FieldError("warmup_ratio", "must be in [0, 1)");
+        detail::check_warmup(warmup_steps, warmup_ratio);
         if (!(min_lr_ratio >= 0 && min_lr_ratio <= 1))
             throw config::FieldError("min_lr_ratio", "must be in [0, 1]");
     }
 
     std::int64_t warmup(std::int64_t total_steps) const {
-        return warmup_steps > 0 ? warmup_steps
-                                : std::int64_t(std::llround(warmup_ratio * double(total_steps)));
+        return detail::warmup_of(warmup_steps, warmup_ratio, total_steps);
     }
 };
 
@@ -38,12 +52,11 @@ concept SchedulePolicy = requires(const typename S::Settings& settings, std::int
 };
 
 namespace detail {
-// Linear warm-up to the peak over `warmup` updates (update s uses (s + 1) / warmup, so none is wasted at
-// zero), then `decay(progress in [0, 1])`.
+// Linear warm-up to the peak over `warmup` updates, then `decay(progress in [0, 1])`.
 template <class Decay>
 double warmup_then(const ScheduleSettings& s, std::int64_t step, std::int64_t total, Decay decay) {
     const std::int64_t warmup = s.warmup(total);
-    if (step < warmup) return double(step + 1) / double(warmup);
+    if (step < warmup) return rise(step, warmup);
     const double span = double(std::max<std::int64_t>(1, total - warmup));
     const double progress = std::clamp(double(step - warmup) / span, 0.0, 1.0);
     return s.min_lr_ratio + (1.0 - s.min_lr_ratio) * decay(progress);
@@ -69,8 +82,7 @@ struct LinearWarmup {
 struct ConstantWarmup {
     using Settings = ScheduleSettings;
     static double factor(const Settings& s, std::int64_t step, std::int64_t total) {
-        const std::int64_t warmup = s.warmup(total);
-        return step < warmup ? double(step + 1) / double(warmup) : 1.0;
+        return detail::rise(step, s.warmup(total));
     }
 };
 
@@ -82,9 +94,7 @@ struct WsdSettings {
     double min_lr_ratio = 0.0;     // where the cool-down ends, as a fraction of the peak
 
     void validate() const {
-        if (warmup_steps < 0) throw config::FieldError("warmup_steps", "must be >= 0");
-        if (!(warmup_ratio >= 0 && warmup_ratio < 1))
-            throw config::FieldError("warmup_ratio", "must be in [0, 1)");
+        detail::check_warmup(warmup_steps, warmup_ratio);
         if (!(decay_ratio >= 0 && decay_ratio <= 1))
             throw config::FieldError("decay_ratio", "must be in [0, 1]");
         if (decay != "linear" && decay != "cosine")
@@ -94,8 +104,7 @@ struct WsdSettings {
     }
 
     std::int64_t warmup(std::int64_t total_steps) const {
-        return warmup_steps > 0 ? warmup_steps
-                                : std::int64_t(std::llround(warmup_ratio * double(total_steps)));
+        return detail::warmup_of(warmup_steps, warmup_ratio, total_steps);
     }
 };
 
@@ -106,7 +115,7 @@ struct WarmupStableDecay {
     using Settings = WsdSettings;
     static double factor(const Settings& s, std::int64_t step, std::int64_t total) {
         const std::int64_t warmup = s.warmup(total);
-        const double rise = step < warmup ? double(step + 1) / double(warmup) : 1.0;
+        const double rise = detail::rise(step, warmup);
         const std::int64_t decay_steps = std::llround(s.decay_ratio * double(total));
         const std::int64_t decay_start = total - decay_steps;
         if (decay_steps == 0 || step < decay_start) return rise;
