@@ -135,9 +135,11 @@ void run_steps(benchmark::State& state, Step& step, const torch::Tensor& inputs,
 
 // The training step of Model (a Transformer holder) on random tokens: args batch, sequence length.
 // FusedAdamW false: the foreach AdamW (PyTorch's default form), to measure what the fused pass buys.
-// Optimizer: another optimizer policy (MuonAdamW), with its default settings.
+// Optimizer: another optimizer policy (MuonAdamW), with its default settings. Kernels: the model's fused CPU
+// kernels or the plain ops (Transformer::set_kernel), to measure what the fused ones buy.
 template <class Model, model::LossKernel K = model::LossKernel::full, class Precision = train::FullPrecision,
-          bool Cuda = false, bool FusedAdamW = true, class Optimizer = train::AdamW>
+          bool Cuda = false, bool FusedAdamW = true, class Optimizer = train::AdamW,
+          model::Kernel Kernels = model::Kernel::fused>
 void train_step(benchmark::State& state) {
     constexpr ModelSpec S = std::remove_reference_t<decltype(*std::declval<Model&>())>::spec;
     const torch::Device device = Cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
@@ -145,6 +147,7 @@ void train_step(benchmark::State& state) {
     if constexpr (std::is_same_v<Optimizer, train::AdamW>) settings.fused = FusedAdamW;
     TrainStep<Model, Precision, Optimizer> step(Model(InitSettings{.seed = 1}), device, settings);
     step.model->loss_kernel = K;
+    step.model->set_kernel(Kernels);
     const auto ids = random_tokens(S.vocab_size, state.range(0), state.range(1) + 1).to(device);
     run_steps(state, step, ids.narrow(1, 0, state.range(1)), ids.narrow(1, 1, state.range(1)));
     // What MFU needs (train/efficiency.hpp): model FLOPs per token and the device's peak in the matmul dtype.

@@ -195,14 +195,15 @@ def environment(args):
     return env
 
 
-def run_lumi(args, variant, shape):
+def run_lumi(args, variant, shape, binary=None):
+    binary = binary or args.lumi_bench
     name = "^train_step/%s/%s/%s/" % (args.preset, variant, args.precision)
-    out = subprocess.run([args.lumi_bench, "--benchmark_filter=" + name, "--benchmark_format=json",
+    out = subprocess.run([binary, "--benchmark_filter=" + name, "--benchmark_format=json",
                           "--benchmark_min_time=%g" % args.min_time], check=True, capture_output=True, text=True,
                          env=environment(args))
     runs = [b for b in json.loads(out.stdout)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
     if len(runs) != 1:
-        sys.exit("peer_bench: %s matched %d benchmarks in %s" % (name, len(runs), args.lumi_bench))
+        sys.exit("peer_bench: %s matched %d benchmarks in %s" % (name, len(runs), binary))
     return {"tokens_per_s": runs[0]["items_per_second"], "peak_bytes": runs[0]["peak_bytes"]}
 
 
@@ -228,6 +229,8 @@ def lumi_shape(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lumi-bench", help="lumi_train_bench of the build to compare")
+    parser.add_argument("--baseline-bench", help="lumi_train_bench of an earlier build, measured in the same rounds "
+                        "('lumi before', chunked loss: the trainer's default)")
     parser.add_argument("--python", default=sys.executable, help="Python with the torch to compare against")
     parser.add_argument("--preset", default="nano", choices=sorted(PRESETS))
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
@@ -249,6 +252,8 @@ def main():
                              capture_output=True, text=True).stdout.strip()
     runners = {"lumi": lambda: run_lumi(args, "full", shape), "lumi chunked loss": lambda: run_lumi(args, "chunked", shape),
                "torch eager": lambda: run_python(args, "eager", shape)}
+    if args.baseline_bench:
+        runners["lumi before"] = lambda: run_lumi(args, "chunked", shape, args.baseline_bench)
     major, minor = (int(x) for x in version.split(".")[:2])
     if major >= 2 and not args.no_compile:
         runners["torch.compile"] = lambda: run_python(args, "compile", shape)

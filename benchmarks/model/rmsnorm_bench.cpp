@@ -1,4 +1,5 @@
-// RMSNorm: lumi's layer written in plain ops against LibTorch's own rms_norm (2.4 and newer).
+// RMSNorm: lumi's layer (its fused kernel, and the plain ops it is tested against) against LibTorch's own
+// rms_norm (2.4 and newer).
 //   lumi_model_bench --benchmark_filter='^rmsnorm/'
 #include "../bench.hpp"
 
@@ -9,7 +10,16 @@ namespace {
 using lumi::ModelSpec;
 
 template <ModelSpec S>
-using PlainRMSNorm = lumi::model::RMSNorm<S>;
+using LumiRMSNorm = lumi::model::RMSNorm<S>;
+LUMI_LAYER_VARIANT("rmsnorm", "lumi", LumiRMSNorm);
+
+template <ModelSpec S>
+class PlainRMSNormImpl : public lumi::model::RMSNormImpl<S> {
+  public:
+    PlainRMSNormImpl() { this->kernel = lumi::model::Kernel::plain; }
+};
+template <ModelSpec S>
+using PlainRMSNorm = torch::nn::ModuleHolder<PlainRMSNormImpl<S>>;
 LUMI_LAYER_VARIANT("rmsnorm", "plain", PlainRMSNorm);
 
 #if LUMI_TORCH_AT_LEAST(2, 4)
@@ -23,7 +33,7 @@ class FusedRMSNormImpl : public torch::nn::Module {
 };
 template <ModelSpec S>
 using FusedRMSNorm = torch::nn::ModuleHolder<FusedRMSNormImpl<S>>;
-LUMI_LAYER_VARIANT("rmsnorm", "fused", FusedRMSNorm);
+LUMI_LAYER_VARIANT("rmsnorm", "aten", FusedRMSNorm);
 #endif
 
 }  // namespace

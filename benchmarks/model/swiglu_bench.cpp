@@ -1,5 +1,5 @@
-// The MLP: LLaMA's SwiGLU against a GELU MLP of equal parameters (hidden 3/2 of SwiGLU's, since SwiGLU has
-// three matrices to GELU's two).
+// The MLP: LLaMA's SwiGLU (its fused silu x up, and the plain ops) against a GELU MLP of equal parameters
+// (hidden 3/2 of SwiGLU's, since SwiGLU has three matrices to GELU's two).
 //   lumi_model_bench --benchmark_filter='^mlp/'
 #include "../bench.hpp"
 
@@ -12,6 +12,15 @@ using lumi::ModelSpec;
 template <ModelSpec S>
 using SwiGLUMlp = lumi::model::SwiGLU<S>;
 LUMI_LAYER_VARIANT("mlp", "swiglu", SwiGLUMlp);
+
+template <ModelSpec S>
+class PlainSwiGLUImpl : public lumi::model::SwiGLUImpl<S, lumi::model::Dense> {
+  public:
+    PlainSwiGLUImpl() { this->kernel = lumi::model::Kernel::plain; }
+};
+template <ModelSpec S>
+using PlainSwiGLU = torch::nn::ModuleHolder<PlainSwiGLUImpl<S>>;
+LUMI_LAYER_VARIANT("mlp", "swiglu_plain", PlainSwiGLU);
 
 template <ModelSpec S>
 class GeluMlpImpl : public torch::nn::Module {

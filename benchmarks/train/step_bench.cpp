@@ -1,5 +1,6 @@
 // One training step as the Trainer takes it (forward, backward, gradient clipping, AdamW), per preset, for
-// each loss kernel; with MuonAdamW instead (`chunked_muon`, what the muon_wsd recipe's step costs), in
+// each loss kernel; with the plain ops in place of the fused CPU kernels (`chunked_plain`, what those buy);
+// with MuonAdamW instead (`chunked_muon`, what the muon_wsd recipe's step costs), in
 // float32 and (nano, tiny) under bfloat16 autocast with float32 weights (MixedPrecision, forced on so the
 // figure exists on CPUs without native bfloat16 too). Items are tokens; peak_bytes is the step's peak CPU
 // tensor memory above the model and optimizer state (bench.hpp: PeakMemory). scripts/peer_bench.py runs the
@@ -46,9 +47,16 @@ void add(const char* preset, std::int64_t batch, std::int64_t seq, bool bfloat16
             train_step<Model, LossKernel::chunked, lumi::train::FullPrecision, false, false>);
     add_one("chunked_muon/float32", train_step<Model, LossKernel::chunked, lumi::train::FullPrecision, false,
                                                true, lumi::train::MuonAdamW>);
+    using lumi::train::AdamW;
+    using lumi::train::FullPrecision;
+    constexpr auto plain = lumi::model::Kernel::plain;
+    add_one("chunked_plain/float32",
+            train_step<Model, LossKernel::chunked, FullPrecision, false, true, AdamW, plain>);
     if (!bfloat16) return;
     add_one("full/bfloat16", train_step<Model, LossKernel::full, ForcedBFloat16>);
     add_one("chunked/bfloat16", train_step<Model, LossKernel::chunked, ForcedBFloat16>);
+    add_one("chunked_plain/bfloat16",
+            train_step<Model, LossKernel::chunked, ForcedBFloat16, false, true, AdamW, plain>);
 }
 
 // On a GPU: tiny at the batch the original trained with on one GPU (scripts/gpu_check.sh reads these).

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include <lumi/lora/lora.hpp>
 #include <lumi/model/loss.hpp>
@@ -114,6 +115,31 @@ TEST(ChunkedHeadLoss, UnderBFloat16AutocastStaysCloseToTheFullPath) {
     EXPECT_EQ(p.weight.grad().scalar_type(), torch::kFloat32);
     EXPECT_NEAR(chunked.item<double>(), full.item<double>(), 1e-2);
     EXPECT_LE(max_difference(p.hidden.grad(), grad_hidden), 2e-3);
+}
+
+// The CPU kernel (one pass per row over the logits) against the composed LibTorch ops GPUs run, in float32
+// and under bfloat16 autocast, with logits in the hundreds (the max is subtracted before exp) and a
+// vocabulary that is no multiple of the vector width.
+TEST(ChunkedHeadLoss, CpuRowKernelEqualsTheComposedOps) {
+    auto gen = lumi::make_generator(11);
+    const auto hidden = torch::randn({37, 24}, gen) * 30;
+    const auto weight = torch::randn({1003, 24}, gen);
+    auto targets = torch::randint(1003, {37}, gen, torch::kLong);
+    targets.index_put_({torch::indexing::Slice(3, 9)}, ignore_index);
+    for (bool bf16 : {false, true}) {
+        std::optional<lumi::train::AutocastGuard> guard;
+        if (bf16) guard.emplace(torch::kCPU, torch::kBFloat16);
+        const auto fused = lumi::model::detail::head_loss_chunks(hidden, weight, targets, 10, true, true);
+        const auto composed =
+            lumi::model::detail::head_loss_chunks_composed(hidden, weight, targets, 10, true, true);
+        const double tolerance = bf16 ? 2e-2 : 1e-5;
+        SCOPED_TRACE(bf16 ? "bfloat16" : "float32");
+        EXPECT_NEAR(fused.loss.item<double>(), composed.loss.item<double>(),
+                    tolerance * std::abs(composed.loss.item<double>()));
+        EXPECT_LE(max_difference(fused.grad_hidden, composed.grad_hidden), tolerance);
+        EXPECT_LE(max_difference(fused.grad_weight, composed.grad_weight), tolerance);
+        EXPECT_EQ(max_difference(fused.grad_hidden.narrow(0, 3, 6), torch::zeros({6, 24})), 0.0);
+    }
 }
 
 // The whole model: the chunked kernel gives the loss and every parameter's gradient of the full one.

@@ -1,10 +1,17 @@
 #include <gtest/gtest.h>
 
+#include <lumi/core/autocast.hpp>
 #include <lumi/model/rmsnorm.hpp>
 
 #include "test_specs.hpp"
 
 namespace {
+
+// a (bfloat16) is b (float32) rounded to bfloat16, give or take the last bit of b's float32 arithmetic.
+bool within_one_rounding(const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::allclose(a.to(torch::kFloat32), b.to(torch::kBFloat16).to(torch::kFloat32), 1.0 / 128,
+                           1e-30);
+}
 
 constexpr lumi::ModelSpec four{.vocab_size = 8,
                                .n_layer = 1,
@@ -87,6 +94,52 @@ TEST(RMSNorm, FusedWeightGradientIsTheSameOnOneOrTwoThreads) {
     }
     at::set_num_threads(threads);
     EXPECT_TRUE(torch::equal(grads[0], grads[1]));
+}
+
+// Under CPU autocast to bfloat16 the fused kernel writes bfloat16, the very values the next matmul's cast of
+// the float32 output gives; its gradients, from a bfloat16 upstream, equal the float32 ones to bf16 rounding.
+TEST(RMSNorm, UnderAutocastTheFusedKernelWritesTheBFloat16TheMatmulWouldCastTo) {
+    lumi::model::RMSNorm<lumi::test::mha> fused, plain;
+    plain->kernel = lumi::model::Kernel::plain;
+    {
+        torch::NoGradGuard no_grad;
+        fused->weight.copy_(torch::randn({32}));
+        plain->weight.copy_(fused->weight);
+    }
+    const auto base = torch::randn({70, 32});
+    const auto upstream = torch::randn({70, 32}).to(torch::kBFloat16);
+    auto x1 = base.clone().requires_grad_(), x2 = base.clone().requires_grad_();
+    torch::Tensor y1;
+    {
+        lumi::AutocastGuard guard(torch::kCPU, torch::kBFloat16);
+        y1 = fused(x1);
+    }
+    const auto y2 = plain(x2);
+    ASSERT_EQ(y1.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(within_one_rounding(y1, y2));
+    (y1.to(torch::kFloat32) * upstream.to(torch::kFloat32)).sum().backward();
+    (y2 * upstream.to(torch::kFloat32)).sum().backward();
+    EXPECT_EQ(x1.grad().scalar_type(), torch::kFloat32);
+    EXPECT_LE((x1.grad() - x2.grad()).abs().max().item<double>(), 1e-5);
+    EXPECT_LE((fused->weight.grad() - plain->weight.grad()).abs().max().item<double>(), 1e-4);
+}
+
+// bfloat16 in, bfloat16 out: computed in float32 and rounded once, so within one bf16 rounding of the float32
+// result; dx comes back in bfloat16.
+TEST(RMSNorm, FusedKernelOnBFloat16InputRoundsOnceFromFloat32) {
+    lumi::model::RMSNorm<lumi::test::mha> fused, plain;
+    plain->kernel = lumi::model::Kernel::plain;
+    const auto base = torch::randn({40, 32}).to(torch::kBFloat16);
+    const auto upstream = torch::randn({40, 32}).to(torch::kBFloat16);
+    auto x1 = base.clone().requires_grad_();
+    auto x2 = base.to(torch::kFloat32).requires_grad_();
+    const auto y1 = fused(x1), y2 = plain(x2);
+    ASSERT_EQ(y1.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(within_one_rounding(y1, y2));
+    (y1 * upstream).sum().backward();
+    (y2 * upstream.to(torch::kFloat32)).sum().backward();
+    ASSERT_EQ(x1.grad().scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::allclose(x1.grad().to(torch::kFloat32), x2.grad(), 1e-2, 1e-2));
 }
 
 }  // namespace

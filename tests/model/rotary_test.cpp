@@ -6,6 +6,12 @@
 
 namespace {
 
+// a (bfloat16) is b (float32) rounded to bfloat16, give or take the last bit of b's float32 arithmetic.
+bool within_one_rounding(const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::allclose(a.to(torch::kFloat32), b.to(torch::kBFloat16).to(torch::kFloat32), 1.0 / 128,
+                           1e-30);
+}
+
 using lumi::test::mha;  // head_dim 8, context 48
 
 TEST(RotaryEmbedding, DotProductDependsOnlyOnRelativePosition) {
@@ -65,6 +71,23 @@ TEST(RotaryEmbedding, FusedKernelEqualsThePlainOpsAndTheirGradient) {
     EXPECT_LE((x1.grad() - x2.grad()).abs().max().item<double>(), 1e-6);
     torch::NoGradGuard no_grad;  // and in inference, on a strided view as given
     EXPECT_LE((fused(base, 3) - plain(base, 3)).abs().max().item<double>(), 1e-6);
+}
+
+// bfloat16 q as autocast's projections give it: computed in float32 and rounded once, so equal to the float32
+// result rounded; the gradient likewise.
+TEST(RotaryEmbedding, FusedKernelOnBFloat16RoundsTheFloat32ResultOnce) {
+    lumi::model::RotaryEmbedding<mha> fused, plain;
+    plain->kernel = lumi::model::Kernel::plain;
+    const auto base = torch::randn({2, 10, 4, 8}).to(torch::kBFloat16).transpose(1, 2);
+    const auto upstream = torch::randn({2, 4, 10, 8}).to(torch::kBFloat16);
+    auto x1 = base.clone().requires_grad_();
+    auto x2 = base.to(torch::kFloat32).requires_grad_();
+    const auto y1 = fused(x1, 5), y2 = plain(x2, 5);
+    ASSERT_EQ(y1.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(within_one_rounding(y1, y2));
+    y1.backward(upstream);
+    y2.backward(upstream.to(torch::kFloat32));
+    EXPECT_TRUE(within_one_rounding(x1.grad(), x2.grad()));
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <lumi/core/bfloat16.hpp>
 #include <lumi/core/error.hpp>
 #include <lumi/core/torch.hpp>
+#include <lumi/core/vector_math.hpp>
 #include <lumi/model/kernel.hpp>
 #include <lumi/model/spec.hpp>
 
@@ -12,25 +14,33 @@ namespace lumi::model {
 namespace detail {
 
 // out = x cos + rotate_half(x) sin per row of D (the last dimension, contiguous in x; other strides any),
-// rows [B, H, T] with the tables' row t for position t; `sign` -1 applies the transpose (backward).
+// rows [B, H, T] with the tables' row t for position t; `sign` -1 applies the transpose (backward). x float32
+// or bfloat16 (computed in float32), out in x's dtype.
 inline torch::Tensor rope_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                float sign) {
     const std::int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), half = D / 2;
     auto out = torch::empty({B, H, T, D}, x.options());
-    const float *xp = x.data_ptr<float>(), *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
-    float* op = out.data_ptr<float>();
+    const float *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
     const std::int64_t sb = x.stride(0), sh = x.stride(1), st = x.stride(2);
-    at::parallel_for(0, B * H * T, 64, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t r = begin; r < end; ++r) {
-            const std::int64_t t = r % T, h = (r / T) % H, b = r / (T * H);
-            const float* xr = xp + b * sb + h * sh + t * st;
-            const float *c = cp + t * D, *s = sp + t * D;
-            float* o = op + r * D;
-            // rotate_half(x) = (-x2, x1); its transpose maps (y1, y2) to (y2, -y1). cos and sin repeat per
-            // half.
-            for (std::int64_t i = 0; i < half; ++i) o[i] = xr[i] * c[i] - sign * (xr[i + half] * s[i]);
-            for (std::int64_t i = half; i < D; ++i) o[i] = xr[i] * c[i] + sign * (xr[i - half] * s[i]);
-        }
+    visit_float_type(x.scalar_type(), [&]<class E>(E) {
+        const E* xp = x.data_ptr<E>();
+        E* op = out.data_ptr<E>();
+        at::parallel_for(0, B * H * T, 64, [&](std::int64_t begin, std::int64_t end) {
+            vectorised([&] {
+                for (std::int64_t r = begin; r < end; ++r) {
+                    const std::int64_t t = r % T, h = (r / T) % H, b = r / (T * H);
+                    const E* xr = xp + b * sb + h * sh + t * st;
+                    const float *c = cp + t * D, *s = sp + t * D;
+                    E* o = op + r * D;
+                    // rotate_half(x) = (-x2, x1); its transpose maps (y1, y2) to (y2, -y1). cos and sin
+                    // repeat per half.
+                    for (std::int64_t i = 0; i < half; ++i)
+                        o[i] = from_float<E>(to_float(xr[i]) * c[i] - sign * (to_float(xr[i + half]) * s[i]));
+                    for (std::int64_t i = half; i < D; ++i)
+                        o[i] = from_float<E>(to_float(xr[i]) * c[i] + sign * (to_float(xr[i - half]) * s[i]));
+                }
+            });
+        });
     });
     return out;
 }
@@ -78,8 +88,8 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
             throw Error("RotaryEmbedding: positions " + std::to_string(start) + ".." +
                         std::to_string(start + len - 1) + " exceed the context of " +
                         std::to_string(S.context));
-        if (kernel == Kernel::fused && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
-            x.dim() == 4 && x.stride(-1) == 1)
+        if (kernel == Kernel::fused && x.device().is_cpu() && is_float_type(x.scalar_type()) &&
+            x.dim() == 4 && x.stride(-1) == 1 && cos.scalar_type() == torch::kFloat32)
             return detail::RopeFunction::apply(x, cos.narrow(0, start, len), sin.narrow(0, start, len));
         const auto c = cos.narrow(0, start, len).to(x.scalar_type());
         const auto s = sin.narrow(0, start, len).to(x.scalar_type());

@@ -85,7 +85,7 @@ class TransformerImpl : public torch::nn::Module {
     Output forward(const torch::Tensor& ids, const torch::Tensor& targets, const Context& ctx = {}) {
         auto hidden = model->forward(ids, ctx);
         if (loss_kernel == LossKernel::chunked)
-            return {torch::Tensor(), chunked_head_loss(hidden, head_weight(), targets, loss_chunk)};
+            return {torch::Tensor(), chunked_head_loss(hidden, head_weight(), targets, loss_chunk, kernel_)};
         auto logits = head(hidden);
         auto loss = cross_entropy(logits, targets);
         return {std::move(logits), std::move(loss)};
@@ -112,6 +112,18 @@ class TransformerImpl : public torch::nn::Module {
         if constexpr (!S.tie_embeddings) lm_head->init(gen, init.std);
     }
 
+    // Every fused CPU kernel (RMSNorm, RoPE, silu x up, the chunked loss's rows) or the plain ops each is
+    // tested against, model-wide.
+    void set_kernel(Kernel kernel) {
+        kernel_ = kernel;
+        for (auto& m : modules()) {
+            if (auto* norm = m->as<RMSNormImpl<S>>()) norm->kernel = kernel;
+            if (auto* rope = m->as<RotaryEmbeddingImpl<S>>()) rope->kernel = kernel;
+            if (auto* mlp = m->as<SwiGLUImpl<S, Adapt>>()) mlp->kernel = kernel;
+        }
+    }
+    Kernel kernel() const { return kernel_; }
+
     std::int64_t parameter_count() const {
         std::int64_t n = 0;
         for (const auto& p : parameters()) n += p.numel();
@@ -129,6 +141,9 @@ class TransformerImpl : public torch::nn::Module {
     std::int64_t loss_chunk = 0;  // tokens per chunk of the chunked kernel; 0 = default_loss_chunk(vocab)
     Decoder<S, Adapt> model;
     Linear lm_head;
+
+  private:
+    Kernel kernel_ = Kernel::fused;
 };
 template <ModelSpec S, class Adapt = Dense>
 using Transformer = torch::nn::ModuleHolder<TransformerImpl<S, Adapt>>;

@@ -1,74 +1,14 @@
 #pragma once
 
-#include <fstream>
-#include <string>
-
-#include <ATen/autocast_mode.h>
+#include <optional>
 
 #include "lumi/config/config.hpp"
-#include "lumi/core/torch.hpp"
+#include "lumi/core/autocast.hpp"
 
 namespace lumi::train {
 
-// Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX); without it bf16 is emulated.
-inline bool cpu_has_bf16() {
-    static const bool has = [] {
-        std::ifstream in("/proc/cpuinfo");
-        std::string word;
-        while (in >> word)
-            if (word == "avx512_bf16" || word == "amx_bf16") return true;
-        return false;
-    }();
-    return has;
-}
-
-// Turns on autocast to `dtype` for `device` within a scope (the C++ API changed in LibTorch 2.4).
-class AutocastGuard {
-  public:
-    AutocastGuard(torch::DeviceType device, torch::ScalarType dtype) : device_(device) {
-#if LUMI_TORCH_AT_LEAST(2, 4)
-        previous_enabled_ = at::autocast::is_autocast_enabled(device);
-        previous_dtype_ = at::autocast::get_autocast_dtype(device);
-        at::autocast::set_autocast_enabled(device, true);
-        at::autocast::set_autocast_dtype(device, dtype);
-#else
-        if (device == torch::kCUDA) {
-            previous_enabled_ = at::autocast::is_enabled();
-            previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-            at::autocast::set_enabled(true);
-            at::autocast::set_autocast_gpu_dtype(dtype);
-        } else {
-            previous_enabled_ = at::autocast::is_cpu_enabled();
-            previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
-            at::autocast::set_cpu_enabled(true);
-            at::autocast::set_autocast_cpu_dtype(dtype);
-        }
-#endif
-        at::autocast::increment_nesting();
-    }
-    AutocastGuard(const AutocastGuard&) = delete;
-    AutocastGuard& operator=(const AutocastGuard&) = delete;
-    ~AutocastGuard() {
-        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if LUMI_TORCH_AT_LEAST(2, 4)
-        at::autocast::set_autocast_enabled(device_, previous_enabled_);
-        at::autocast::set_autocast_dtype(device_, previous_dtype_);
-#else
-        if (device_ == torch::kCUDA) {
-            at::autocast::set_enabled(previous_enabled_);
-            at::autocast::set_autocast_gpu_dtype(previous_dtype_);
-        } else {
-            at::autocast::set_cpu_enabled(previous_enabled_);
-            at::autocast::set_autocast_cpu_dtype(previous_dtype_);
-        }
-#endif
-    }
-
-  private:
-    torch::DeviceType device_;
-    bool previous_enabled_ = false;
-    torch::ScalarType previous_dtype_ = torch::kFloat32;
-};
+using lumi::AutocastGuard;
+using lumi::cpu_has_bf16;
 
 enum class Dtype { float32, bfloat16 };
 
