@@ -117,9 +117,9 @@ class TransformerImpl : public torch::nn::Module {
     void set_kernel(Kernel kernel) {
         kernel_ = kernel;
         for (auto& m : modules()) {
-            if (auto* norm = m->as<RMSNormImpl<S>>()) norm->kernel = kernel;
-            if (auto* rope = m->as<RotaryEmbeddingImpl<S>>()) rope->kernel = kernel;
-            if (auto* mlp = m->as<SwiGLUImpl<S, Adapt>>()) mlp->kernel = kernel;
+            if (auto* norm = m->template as<RMSNormImpl<S>>()) norm->kernel = kernel;
+            if (auto* rope = m->template as<RotaryEmbeddingImpl<S>>()) rope->kernel = kernel;
+            if (auto* mlp = m->template as<SwiGLUImpl<S, Adapt>>()) mlp->kernel = kernel;
         }
     }
     Kernel kernel() const { return kernel_; }
