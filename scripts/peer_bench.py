@@ -3,6 +3,7 @@
 
   peer_bench.py --lumi-bench build/benchmarks/lumi_train_bench --python /usr/bin/python3 --preset nano
   peer_bench.py --lumi-bench build-torch2/benchmarks/lumi_train_bench --python .venv-torch2/bin/python
+  peer_bench.py ... --baseline-bench ../before/build-torch2/benchmarks/lumi_train_bench   (an earlier build too)
 
 Each round runs, in a rotating order and each in a fresh process: lumi's train_step benchmark with the full
 loss (the algorithm the Python model runs), lumi with its chunked LM head + loss, PyTorch eager, and with
