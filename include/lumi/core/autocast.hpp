@@ -24,67 +24,65 @@ inline bool cpu_has_bf16() {
     return has;
 }
 
-// Turns on autocast to `dtype` for `device` within a scope (the C++ API changed in LibTorch 2.4).
+namespace detail {
+
+// Whether autocast is on for `device` and its dtype; one place for the API LibTorch 2.4 changed.
+struct AutocastState {
+    bool enabled = false;
+    torch::ScalarType dtype = torch::kFloat32;
+};
+
+inline AutocastState autocast_state(torch::DeviceType device) {
+#if LUMI_TORCH_AT_LEAST(2, 4)
+    return {at::autocast::is_autocast_enabled(device), at::autocast::get_autocast_dtype(device)};
+#else
+    if (device == torch::kCUDA) return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+    return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
+#endif
+}
+
+inline void set_autocast_state(torch::DeviceType device, const AutocastState& state) {
+#if LUMI_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(device, state.enabled);
+    at::autocast::set_autocast_dtype(device, state.dtype);
+#else
+    if (device == torch::kCUDA) {
+        at::autocast::set_enabled(state.enabled);
+        at::autocast::set_autocast_gpu_dtype(state.dtype);
+    } else {
+        at::autocast::set_cpu_enabled(state.enabled);
+        at::autocast::set_autocast_cpu_dtype(state.dtype);
+    }
+#endif
+}
+
+}  // namespace detail
+
+// Turns on autocast to `dtype` for `device` within a scope, restoring what was set before.
 class AutocastGuard {
   public:
-    AutocastGuard(torch::DeviceType device, torch::ScalarType dtype) : device_(device) {
-#if LUMI_TORCH_AT_LEAST(2, 4)
-        previous_enabled_ = at::autocast::is_autocast_enabled(device);
-        previous_dtype_ = at::autocast::get_autocast_dtype(device);
-        at::autocast::set_autocast_enabled(device, true);
-        at::autocast::set_autocast_dtype(device, dtype);
-#else
-        if (device == torch::kCUDA) {
-            previous_enabled_ = at::autocast::is_enabled();
-            previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-            at::autocast::set_enabled(true);
-            at::autocast::set_autocast_gpu_dtype(dtype);
-        } else {
-            previous_enabled_ = at::autocast::is_cpu_enabled();
-            previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
-            at::autocast::set_cpu_enabled(true);
-            at::autocast::set_autocast_cpu_dtype(dtype);
-        }
-#endif
+    AutocastGuard(torch::DeviceType device, torch::ScalarType dtype)
+        : device_(device), previous_(detail::autocast_state(device)) {
+        detail::set_autocast_state(device, {true, dtype});
         at::autocast::increment_nesting();
     }
     AutocastGuard(const AutocastGuard&) = delete;
     AutocastGuard& operator=(const AutocastGuard&) = delete;
     ~AutocastGuard() {
         if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if LUMI_TORCH_AT_LEAST(2, 4)
-        at::autocast::set_autocast_enabled(device_, previous_enabled_);
-        at::autocast::set_autocast_dtype(device_, previous_dtype_);
-#else
-        if (device_ == torch::kCUDA) {
-            at::autocast::set_enabled(previous_enabled_);
-            at::autocast::set_autocast_gpu_dtype(previous_dtype_);
-        } else {
-            at::autocast::set_cpu_enabled(previous_enabled_);
-            at::autocast::set_autocast_cpu_dtype(previous_dtype_);
-        }
-#endif
+        detail::set_autocast_state(device_, previous_);
     }
 
   private:
     torch::DeviceType device_;
-    bool previous_enabled_ = false;
-    torch::ScalarType previous_dtype_ = torch::kFloat32;
+    detail::AutocastState previous_;
 };
 
-// The dtype autocast casts matmul inputs to on `device` here, if it is on (LibTorch 2.4 changed the API).
+// The dtype autocast casts matmul inputs to on `device` here, if it is on.
 inline std::optional<torch::ScalarType> autocast_dtype(torch::DeviceType device) {
-#if LUMI_TORCH_AT_LEAST(2, 4)
-    if (!at::autocast::is_autocast_enabled(device)) return std::nullopt;
-    return at::autocast::get_autocast_dtype(device);
-#else
-    if (device == torch::kCUDA) {
-        if (!at::autocast::is_enabled()) return std::nullopt;
-        return at::autocast::get_autocast_gpu_dtype();
-    }
-    if (!at::autocast::is_cpu_enabled()) return std::nullopt;
-    return at::autocast::get_autocast_cpu_dtype();
-#endif
+    const auto state = detail::autocast_state(device);
+    if (!state.enabled) return std::nullopt;
+    return state.dtype;
 }
 
 }  // namespace lumi

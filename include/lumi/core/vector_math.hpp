@@ -34,10 +34,6 @@ namespace lumi {
     return 1.0f / (1.0f + exp_approx(-x));
 }
 
-}  // namespace lumi
-
-namespace lumi {
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 namespace detail {
 

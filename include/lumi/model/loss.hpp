@@ -45,6 +45,18 @@ struct HeadLossParts {
     torch::Tensor grad_weight;  // d loss / d weight, when asked
 };
 
+// grad_w (float32) = g^T x on the first chunk, += after: one matmul into it in float32; in bfloat16 each
+// chunk's product is added in float32.
+inline void accumulate_weight_gradient(torch::Tensor& grad_w, const torch::Tensor& g, const torch::Tensor& x,
+                                       bool first) {
+    if (g.scalar_type() != torch::kFloat32)
+        first ? grad_w.copy_(torch::mm(g.t(), x)) : grad_w.add_(torch::mm(g.t(), x));
+    else if (first)
+        torch::mm_out(grad_w, g.t(), x);
+    else
+        grad_w.addmm_(g.t(), x);
+}
+
 // The same with LibTorch ops (GPUs, other dtypes): one pass over hidden [N, d] in chunks of tokens: per chunk
 // the logits, their log-softmax (one fused kernel) and, when asked, the gradients of the mean loss, so
 // backward only rescales them. The gradient of a chunk's logits is softmax minus one-hot; its 1 / count
@@ -90,15 +102,7 @@ inline HeadLossParts head_loss_chunks_composed(const torch::Tensor& hidden, cons
             torch::mm_out(rows, gc, w);
             rows.mul_(scale.narrow(0, start, n).to(compute));
         }
-        if (want_weight) {
-            const auto xs = scaled_x.narrow(0, start, n);
-            if (compute != torch::kFloat32)
-                start == 0 ? grad_w.copy_(torch::mm(gc.t(), xs)) : grad_w.add_(torch::mm(gc.t(), xs));
-            else if (start == 0)
-                torch::mm_out(grad_w, gc.t(), xs);
-            else
-                grad_w.addmm_(gc.t(), xs);
-        }
+        if (want_weight) accumulate_weight_gradient(grad_w, gc, scaled_x.narrow(0, start, n), start == 0);
     }
     // The chunks' sums are each weighted by 1 / count already: the mean over counted targets (0 / 0, NaN,
     // when there are none, as cross_entropy).
@@ -167,15 +171,17 @@ void softmax_cross_entropy_rows(E* logits, std::int64_t n, std::int64_t V, const
 inline HeadLossParts head_loss_chunks(const torch::Tensor& hidden, const torch::Tensor& weight,
                                       const torch::Tensor& targets, std::int64_t chunk, bool want_hidden,
                                       bool want_weight, Kernel kernel = Kernel::fused) {
+    if (kernel == Kernel::plain || !hidden.device().is_cpu())
+        return head_loss_chunks_composed(hidden, weight, targets, chunk, want_hidden, want_weight);
     const auto N = hidden.size(0), V = weight.size(0);
-    const auto valid = targets != ignore_index;
-    const auto count = valid.sum();
     // Autocast decides the matmul dtype; casting once (not per chunk) matters when the head is frozen.
     const auto compute =
         torch::linear(hidden.narrow(0, 0, std::min<std::int64_t>(N, 1)), weight.narrow(0, 0, 1))
             .scalar_type();
-    if (kernel == Kernel::plain || !hidden.device().is_cpu() || !is_float_type(compute))
+    if (!is_float_type(compute))
         return head_loss_chunks_composed(hidden, weight, targets, chunk, want_hidden, want_weight);
+    const auto valid = targets != ignore_index;
+    const auto count = valid.sum();
     const auto x = hidden.to(compute).contiguous(), w = weight.to(compute).contiguous();
     const auto row_weight = (valid.to(torch::kFloat32) / count.clamp_min(1).to(torch::kFloat32)).contiguous();
     const auto safe_targets = targets.masked_fill(valid.logical_not(), 0).to(torch::kInt64).contiguous();
@@ -202,14 +208,7 @@ inline HeadLossParts head_loss_chunks(const torch::Tensor& hidden, const torch::
             auto rows = out.grad_hidden.narrow(0, start, n);
             torch::mm_out(rows, g, w);
         }
-        if (want_weight) {
-            if (compute != torch::kFloat32)
-                start == 0 ? grad_w.copy_(torch::mm(g.t(), xc)) : grad_w.add_(torch::mm(g.t(), xc));
-            else if (start == 0)
-                torch::mm_out(grad_w, g.t(), xc);
-            else
-                grad_w.addmm_(g.t(), xc);
-        }
+        if (want_weight) accumulate_weight_gradient(grad_w, g, xc, start == 0);
     }
     // The rows are each weighted by 1 / count already: their sum is the mean over counted targets (0 / 0,
     // NaN, when there are none, as cross_entropy).
