@@ -14,6 +14,8 @@ set(stages
   "lumi_prepare_dpo|preference pairs for DPO|lumi::data::PreferenceSettings"
   "lumi_train_dpo_nano|preference optimisation (DPO or IPO, `lumi_train_dpo_<preset>`)|lumi::train::DpoStageSettings<>"
   "lumi_generate_nano|generation (`lumi_generate_<preset>`)|GenerateSettings (examples/generate.cpp)"
+  "lumi_chat_nano|chat in a terminal (`lumi_chat_<preset>`)|ChatSettings (examples/chat.cpp)"
+  "lumi_serve_nano|the OpenAI-compatible server (`lumi_serve_<preset>`)|ServeSettings (examples/serve.cpp)"
   "lumi_pipeline_nano|the whole pipeline (defaults: the embedded nano run)|lumi::pipeline::PipelineSettings"
   "lumi_export_gguf|GGUF export for llama.cpp|lumi::io::GgufExportSettings")
 

@@ -16,6 +16,7 @@
 #include <lumi/train/trainer.hpp>
 
 #include "stage_cli.hpp"
+#include "stage_model.hpp"
 
 namespace {
 
@@ -64,11 +65,8 @@ int main(int argc, char** argv) {
             settings.sampling.stop.push_back(stop);
 
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
-        lumi::Transformer<spec> model;
-        lumi::io::load_model_for(model, settings.checkpoint, tokenizer, settings.tokenizer);
-        const auto device = lumi::train::resolve_device(settings.device);
-        model->to(device);
-        if (settings.dtype == lumi::train::Dtype::bfloat16) model->to(torch::kBFloat16);
+        auto model = lumi::stage::load_model<spec>(settings.checkpoint, tokenizer, settings.tokenizer,
+                                                   settings.device, settings.dtype);
 
         const bool terminal = isatty(fileno(stdout));
         for (std::size_t first = 0; first < settings.prompts.size(); first += std::size_t(settings.batch)) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything lumi needs from Debian 12's packages. Idempotent: packages already present are skipped.
-#   scripts/setup.sh            Debian LibTorch 1.13 (CPU) and the other libraries
+#   scripts/setup.sh            Debian LibTorch 1.13 (CPU), the other libraries and the serving tests' clients
 #   scripts/setup.sh --torch2   also a Python virtual environment (.venv-torch2) with PyPI's torch 2.x
 set -euo pipefail
 
@@ -27,6 +27,7 @@ packages=(
   zlib1g-dev libzstd-dev libutf8proc-dev libgoogle-perftools-dev
   jargon-text fortunes debian-reference-en wordnet-base
   clang-14 libclang-rt-14-dev  # libFuzzer and its sanitizers, for scripts/fuzz.sh
+  chromium chromium-driver     # the serving tests open lumi_serve's chat page in a real browser
 )
 
 if [ ! -r /etc/debian_version ] || ! command -v dpkg-query >/dev/null 2>&1; then
@@ -82,6 +83,9 @@ else
   )
   rm -rf "$work"
 fi
+
+# The serving tests' clients (OpenAI's Python package, Selenium): a small environment of their own.
+"$root/scripts/setup_clients.sh"
 
 if [ "$want_torch2" -eq 1 ]; then
   "$root/scripts/setup_torch2.sh"

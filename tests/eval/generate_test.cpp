@@ -1,6 +1,8 @@
 #include "lumi/eval/generate.hpp"
 #include "../model/test_specs.hpp"
+#include "lumi/eval/prompt.hpp"
 #include "lumi/model/transformer.hpp"
+#include "test_errors.hpp"
 
 namespace {
 
@@ -135,6 +137,87 @@ TEST(Generate, RejectsSettingsThatCannotWork) {
     Model model;
     EXPECT_THROW(lumi::eval::generate_ids(model, {{1}}, {.max_new_tokens = spec.context}, 2), lumi::Error);
     EXPECT_THROW(lumi::eval::generate_ids(model, {{1}}, {.top_p = 0.0}, 2), lumi::config::FieldError);
+}
+
+TEST(StopScanner, HoldsBackATailThatCouldStillBecomeAStopString) {
+    lumi::eval::StopScanner scanner;
+    const std::vector<std::string> stops{"\nHuman:"};
+    std::string text = "Hello";
+    EXPECT_EQ(scanner.update(text, stops).delta, "Hello");
+    text = "Hello\nHu";
+    auto update = scanner.update(text, stops);
+    EXPECT_FALSE(update.stopped);
+    EXPECT_EQ(update.delta, "");  // "\nHu" may be the start of "\nHuman:"
+    text = "Hello\nHug";
+    EXPECT_EQ(scanner.update(text, stops).delta, "\nHug");
+    text = "Hello\nHug\nHuman: and";
+    update = scanner.update(text, stops);
+    EXPECT_TRUE(update.stopped);
+    EXPECT_EQ(text, "Hello\nHug");
+    EXPECT_EQ(update.delta, "");
+}
+
+using lumi::eval::ChatMessage;
+using lumi::eval::PromptTemplate;
+
+TEST(ChatPrompt, MultiTurnPiecesAreTheFineTuningTemplate) {
+    const std::vector<ChatMessage> one{{"user", "Name a colour."}};
+    // A single turn is exactly what lumi_generate feeds for the same prompt and template.
+    for (auto t :
+         {PromptTemplate::raw, PromptTemplate::instruct, PromptTemplate::chatml, PromptTemplate::chat}) {
+        const auto pieces = lumi::eval::chat_pieces(t, one);
+        ASSERT_EQ(pieces.size(), 1u);
+        EXPECT_EQ(pieces[0], lumi::eval::apply_template(t, "Name a colour."));
+    }
+    const std::vector<ChatMessage> three{
+        {"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello."}, {"user", "Bye"}};
+    const auto pieces = lumi::eval::chat_pieces(PromptTemplate::chatml, three);
+    ASSERT_EQ(pieces.size(), 3u);
+    EXPECT_EQ(pieces[0], "<|im_start|>user\nHi\n\nBe brief.<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_EQ(pieces[1], "Hello.<|im_end|>");
+    EXPECT_EQ(pieces[2], "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+    // The same turns as data::render gives the SFT data, less the last answer.
+    lumi::data::Conversation c{.context = "Be brief.", .turns = {{"Hi", "Hello."}, {"Bye", "x"}}};
+    const auto rendered = lumi::data::render(c, lumi::data::ChatTemplate::chat);
+    const auto chat = lumi::eval::chat_pieces(PromptTemplate::chat, three);
+    ASSERT_EQ(chat.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(chat[i], rendered[i].text) << i;
+    // Trimming drops the oldest turn and keeps the system text with the first kept prompt.
+    const auto trimmed = lumi::eval::chat_pieces(PromptTemplate::chatml, three, 1);
+    ASSERT_EQ(trimmed.size(), 1u);
+    EXPECT_EQ(trimmed[0], "<|im_start|>user\nBye\n\nBe brief.<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatPrompt, TrimsTheOldestTurnsToFitAndNamesBadMessages) {
+    const auto encode = [](std::string_view text) {
+        return std::vector<int>(text.size(), 7);
+    };  // a token a byte
+    const std::vector<ChatMessage> messages{
+        {"user", std::string(40, 'a')}, {"assistant", std::string(40, 'b')}, {"user", "c"}};
+    const auto full = lumi::eval::chat_prompt(PromptTemplate::raw, messages, encode, 1, 1000);
+    EXPECT_EQ(full.dropped_turns, 0u);
+    EXPECT_EQ(full.ids.size(), 1u + 40 + 41 + 2);
+    EXPECT_EQ(full.ids.front(), 1);
+    const auto trimmed = lumi::eval::chat_prompt(PromptTemplate::raw, messages, encode, 1, 20);
+    EXPECT_EQ(trimmed.dropped_turns, 1u);
+    EXPECT_EQ(trimmed.ids.size(), 2u);
+    EXPECT_CONTAINS(
+        lumi::test::error_of([&] {
+            lumi::eval::chat_prompt(PromptTemplate::raw, {{"user", std::string(30, 'x')}}, encode, 1, 20);
+        }),
+        "the prompt is 31 tokens; with the answer's budget the context has room for 20");
+    EXPECT_CONTAINS(lumi::test::error_of([&] {
+                        lumi::eval::chat_pieces(PromptTemplate::chat, {{"user", "a"}, {"user", "b"}});
+                    }),
+                    "messages[1].role: expected 'assistant'");
+    EXPECT_CONTAINS(lumi::test::error_of([&] {
+                        lumi::eval::chat_pieces(PromptTemplate::chat, {{"user", "a"}, {"tool", "b"}});
+                    }),
+                    "messages[1].role: unknown role 'tool'");
+    EXPECT_CONTAINS(lumi::test::error_of([&] {
+                        lumi::eval::chat_pieces(PromptTemplate::chat, {{"user", "a"}, {"assistant", "b"}});
+                    }),
+                    "messages: the last message must be the user's");
 }
 
 }  // namespace

@@ -169,7 +169,8 @@ TEST(Pipeline, RunsEveryStageThenSkipsCompleteOnesResumesAndRerunsFromAStage) {
           "## Training curves", "figures/pretrain_loss.svg", "## Sample generations", "## Stages",
           "## Hardware", "## Reproduce", "lumi_pretrain_nano --config", "--only generations",
           "### Preference optimisation (DPO)", "| implicit reward accuracy | 0.5000 |",
-          "lumi_train_dpo_nano --config"})
+          "lumi_train_dpo_nano --config", "## Talk to the model",
+          "07_sft/merged --set tokenizer=", "lumi_serve_nano --set checkpoint="})
         EXPECT_TRUE(contains(report, section)) << section;
     for (const char* figure : {"pretrain_loss", "pretrain_lr", "sft_loss", "sft_lr", "dpo_loss"})
         expect_well_formed_svg(dir / "figures" / (std::string(figure) + ".svg"));

@@ -73,6 +73,36 @@ inline torch::Tensor sample_next(torch::Tensor logits, const torch::Tensor& seen
     return torch::multinomial(probs, 1, false, generator).squeeze(-1).to(logits.device());
 }
 
+// Decoded text released while it grows: cut at the first stop string, and a tail that could still become one
+// is held back until the next token decides.
+struct StopScanner {
+    std::size_t sent = 0;  // bytes already released
+
+    struct Update {
+        bool stopped;       // a stop string was found; the text was cut before it
+        std::string delta;  // text newly safe to release
+    };
+
+    // text: everything decoded so far (cut in place at a stop string).
+    Update update(std::string& text, const std::vector<std::string>& stops) {
+        std::size_t cut = std::string::npos;
+        for (const auto& stop : stops) cut = std::min(cut, text.find(stop));
+        const bool stopped = cut != std::string::npos;
+        if (stopped) text.resize(cut);
+        std::size_t safe = text.size();
+        if (!stopped)
+            for (const auto& stop : stops)
+                for (std::size_t k = std::min(stop.size() - 1, text.size()); k > 0; --k)
+                    if (text.compare(text.size() - k, k, stop, 0, k) == 0) {
+                        safe = std::min(safe, text.size() - k);
+                        break;
+                    }
+        Update out{stopped, safe > sent ? text.substr(sent, safe - sent) : std::string()};
+        sent = std::max(sent, safe);
+        return out;
+    }
+};
+
 struct Generated {
     std::vector<int> tokens;    // new tokens, up to and excluding EOS
     std::string text;           // decoded, cut at the first stop string
@@ -128,7 +158,7 @@ std::vector<Generated> generate_ids(Model& model, std::vector<std::vector<int>> 
     if (s.use_cache) cache.emplace(S, B, total, torch::TensorOptions().dtype(dtype).device(device));
     std::vector<Generated> out(static_cast<std::size_t>(B));
     std::vector<bool> done(std::size_t(B), false);
-    std::vector<std::size_t> streamed(std::size_t(B), 0);
+    std::vector<StopScanner> streams(static_cast<std::size_t>(B));
     std::int64_t length = P;  // tokens so far
     for (std::int64_t step = 0; step < s.max_new_tokens; ++step) {
         torch::Tensor logits;
@@ -162,25 +192,12 @@ std::vector<Generated> generate_ids(Model& model, std::vector<std::vector<int>> 
             row.tokens.push_back(token);
             if (decode) {
                 std::string text = decode(row.tokens);
-                std::size_t cut = std::string::npos;
-                for (const auto& stop : s.stop) cut = std::min(cut, text.find(stop));
-                if (cut != std::string::npos) {
-                    text.resize(cut);
+                const auto [stopped, delta] = streams[std::size_t(b)].update(text, s.stop);
+                if (stopped) {
                     row.finish_reason = "stop";
                     done[std::size_t(b)] = true;
                 }
-                // Streams only text that cannot still turn into a stop string.
-                std::size_t safe = text.size();
-                if (!done[std::size_t(b)])
-                    for (const auto& stop : s.stop)
-                        for (std::size_t k = std::min(stop.size() - 1, text.size()); k > 0; --k)
-                            if (text.compare(text.size() - k, k, stop, 0, k) == 0) {
-                                safe = std::min(safe, text.size() - k);
-                                break;
-                            }
-                auto& sent = streamed[std::size_t(b)];
-                if (on_text && safe > sent) on_text(std::size_t(b), text.substr(sent, safe - sent));
-                sent = std::max(sent, safe);
+                if (on_text && !delta.empty()) on_text(std::size_t(b), delta);
                 row.text = std::move(text);
             }
             all_done &= done[std::size_t(b)];
@@ -190,7 +207,7 @@ std::vector<Generated> generate_ids(Model& model, std::vector<std::vector<int>> 
     for (std::size_t b = 0; b < out.size(); ++b) {
         if (out[b].finish_reason.empty()) out[b].finish_reason = "length";
         if (decode && out[b].finish_reason != "stop") out[b].text = decode(out[b].tokens);
-        if (on_text && out[b].text.size() > streamed[b]) on_text(b, out[b].text.substr(streamed[b]));
+        if (on_text && out[b].text.size() > streams[b].sent) on_text(b, out[b].text.substr(streams[b].sent));
     }
     if (was_training) model->train();
     return out;

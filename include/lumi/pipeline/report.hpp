@@ -511,6 +511,25 @@ inline std::filesystem::path write_report(const std::filesystem::path& run, cons
                     " scores wikitext, boolq and smoke alike, not the held-out split\n";
         md << "- " << field("directory") << ":\n\n" << detail::fence(body, "sh") << "\n";
     }
+    // The model to talk to: the fine-tuned one when there is one, in the template it was tuned with.
+    const auto tuned = run / "07_sft" / "merged";
+    const auto checkpoint = fs::exists(tuned) ? tuned : run / "04_pretrain" / "final";
+    std::string chat_template;
+    if (const auto manifest = run / "06_sft_corpus" / "manifest.json";
+        fs::exists(tuned) && fs::exists(manifest)) {
+        const auto value = config::read_json_file(manifest);
+        if (const auto* t = value.as_object().if_contains("template"); t && t->is_string())
+            chat_template = " --set chat_template=" + std::string(t->get_string());
+    }
+    const std::string model_args =
+        " --set checkpoint=" + checkpoint.string() + " --set tokenizer=" + (run / "02_tokenizer").string();
+    md << "## Talk to the model\n\nIn a terminal, or served to OpenAI's clients with a chat page at "
+          "http://127.0.0.1:8000/ (lumi's docs/serving.md):\n\n"
+       << detail::fence("lumi_chat_" + model.preset + model_args + chat_template + "\nlumi_serve_" +
+                            model.preset + model_args +
+                            (chat_template.empty() ? "" : " --set server." + chat_template.substr(7)) + "\n",
+                        "sh")
+       << "\n";
     write_file_atomic(run / "report.md", md.str());
     return run / "report.md";
 }
