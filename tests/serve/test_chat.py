@@ -5,7 +5,9 @@
 import argparse
 import json
 import os
+import signal
 import subprocess
+import time
 
 
 def main():
@@ -61,7 +63,23 @@ def main():
     run = subprocess.run([args.chat, "--set", f"checkpoint={args.checkpoint}", "--set", f"tokenizer={args.tokenizer}"],
                          input="Hello\n", capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip(), (run.returncode, run.stdout, run.stderr)
-    print("test_chat: scripted conversation, commands, /save and EOF all behave")
+    # Ctrl-C (SIGINT) stops the answer being written, not the program: the next command still runs.
+    proc = subprocess.Popen([args.chat, "--set", f"checkpoint={args.checkpoint}", "--set",
+                             f"tokenizer={args.tokenizer}", "--set", "sampling.max_new_tokens=200",
+                             "--set", "sampling.stop_at_eos=false", "--set", "sampling.temperature=1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # loaded
+    proc.stdin.write("Write a very long story.\n")
+    proc.stdin.flush()
+    time.sleep(0.15)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate("/save " + saved + "\n/exit\n", timeout=120)
+    assert proc.returncode == 0, (proc.returncode, out, err)
+    assert "(stopped)" in out, out
+    with open(saved) as f:
+        kept = json.load(f)["messages"]
+    assert len(kept) == 2 and kept[0]["content"] == "Write a very long story.", kept
+    print("test_chat: scripted conversation, commands, /save, Ctrl-C and EOF all behave")
 
 
 if __name__ == "__main__":

@@ -306,6 +306,18 @@ def test_sigterm(server):
     print(f"SIGTERM under load: 12 streams finished, exit 0 after {time.time() - started:.1f} s")
 
 
+def test_timeout():
+    server = Server(f"server.api_key={KEY}", "server.request_timeout_seconds=0.05", "server.sampling.stop_at_eos=false")
+    try:
+        expect_error(lambda: server.client().chat.completions.create(
+            model="lumi-nano", messages=[{"role": "user", "content": "hi"}], max_tokens=200, temperature=1), 504, "timed out after")
+        check(server.stop() == 0, "exit status")
+        print("timeout: a request past request_timeout_seconds is a 504")
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
 def main():
     global args
     parser = argparse.ArgumentParser()
@@ -326,6 +338,7 @@ def main():
         print("server output:\n" + "".join(server.lines[-40:]), file=sys.stderr)
         raise
     test_overload()
+    test_timeout()
     print("test_serve: all passed")
 
 
