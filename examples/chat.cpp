@@ -15,7 +15,6 @@
 #include <lumi/io/model_io.hpp>
 #include <lumi/presets.hpp>
 #include <lumi/serve/engine.hpp>
-#include <lumi/train/trainer.hpp>
 
 #include "stage_cli.hpp"
 #include "stage_model.hpp"
@@ -33,7 +32,7 @@ struct ChatSettings {
     std::string system;  // the system message (shown with the first kept prompt, as in fine-tuning)
     lumi::eval::SamplingSettings sampling{.max_new_tokens = 256, .temperature = 0.7, .top_p = 0.95};
     std::string device = "auto";
-    lumi::train::Dtype dtype = lumi::train::Dtype::float32;
+    lumi::Dtype dtype = lumi::Dtype::float32;
 };
 
 std::atomic<bool> interrupted{false};

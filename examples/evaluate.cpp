@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         lumi::Transformer<spec> model;
         lumi::io::load_model_for(model, settings.checkpoint, tokenizer, settings.tokenizer);
-        const auto device = lumi::train::resolve_device(settings.device);
+        const auto device = lumi::resolve_device(settings.device);
         model->to(device);
         model->eval();
 

@@ -13,7 +13,6 @@
 #include <lumi/eval/prompt.hpp>
 #include <lumi/io/model_io.hpp>
 #include <lumi/presets.hpp>
-#include <lumi/train/trainer.hpp>
 
 #include "stage_cli.hpp"
 #include "stage_model.hpp"
@@ -33,7 +32,7 @@ struct GenerateSettings {
     PromptTemplate prompt_template = PromptTemplate::raw;
     lumi::eval::SamplingSettings sampling;
     std::string device = "auto";
-    lumi::train::Dtype dtype = lumi::train::Dtype::float32;
+    lumi::Dtype dtype = lumi::Dtype::float32;
     std::int64_t batch = 8;  // prompts decoded together (streaming shows the first of each batch)
     std::string output;      // optional JSON Lines: prompt, completion, finish_reason
 

@@ -16,7 +16,6 @@
 #include <lumi/io/model_io.hpp>
 #include <lumi/presets.hpp>
 #include <lumi/serve/server.hpp>
-#include <lumi/train/trainer.hpp>
 
 #include "stage_cli.hpp"
 #include "stage_model.hpp"
@@ -36,7 +35,7 @@ struct ServeSettings {
     std::string checkpoint = "runs/pretrain/final";
     std::string tokenizer = "runs/tokenizer";
     std::string device = "auto";
-    lumi::train::Dtype dtype = lumi::train::Dtype::float32;
+    lumi::Dtype dtype = lumi::Dtype::float32;
     lumi::serve::ServerSettings server;
 };
 

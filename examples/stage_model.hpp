@@ -3,8 +3,9 @@
 // (generate, chat, serve) start.
 #include <string>
 
+#include <lumi/core/device.hpp>
 #include <lumi/io/model_io.hpp>
-#include <lumi/train/trainer.hpp>
+#include <lumi/model/transformer.hpp>
 
 namespace lumi::stage {
 
@@ -12,11 +13,11 @@ namespace lumi::stage {
 // mode.
 template <ModelSpec S>
 Transformer<S> load_model(const std::string& checkpoint, const tokenizer::Tokenizer& tokenizer,
-                          const std::string& tokenizer_dir, const std::string& device, train::Dtype dtype) {
+                          const std::string& tokenizer_dir, const std::string& device, Dtype dtype) {
     Transformer<S> model;
     io::load_model_for(model, checkpoint, tokenizer, tokenizer_dir);
-    model->to(train::resolve_device(device));
-    if (dtype == train::Dtype::bfloat16) model->to(torch::kBFloat16);
+    model->to(resolve_device(device));
+    if (dtype == Dtype::bfloat16) model->to(torch::kBFloat16);
     model->eval();
     return model;
 }

@@ -1,5 +1,6 @@
 #include "lumi/eval/generate.hpp"
 #include "../model/test_specs.hpp"
+#include "lumi/data/sft.hpp"
 #include "lumi/eval/prompt.hpp"
 #include "lumi/model/transformer.hpp"
 #include "test_errors.hpp"

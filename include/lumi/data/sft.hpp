@@ -30,18 +30,13 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
+#include "lumi/data/chat_template.hpp"
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
 
 namespace lumi::data {
 
 enum class SftFormat { detect, alpaca, dolly, oasst, sharegpt };
-
-// instruct: `### Instruction:\n{prompt}\n\n[### Input:\n{context}\n\n]### Response:\n{response}`
-// chatml:   `<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>`
-// chat:     `Human: {prompt}\n\nAssistant: {response}`
-// each followed by EOS; later turns repeat the pattern after a separator.
-enum class ChatTemplate { instruct, chatml, chat };
 
 // best_fit_decreasing: longest first, each into the fullest sequence it fits; best_fit: the same in input
 // order; none: one example per sequence.
@@ -320,31 +315,6 @@ struct TemplatePiece {
     std::string text;
     bool trainable;  // response text: the loss is computed on its tokens
 };
-
-// The prompt part of turn `index` (with its leading separator for later turns): what a generator feeds the
-// model before letting it answer.
-inline std::string prompt_text(ChatTemplate kind, std::string_view prompt, std::string_view context = {},
-                               std::size_t index = 0) {
-    std::string text, user(prompt);
-    if (kind != ChatTemplate::instruct && !context.empty()) user += "\n\n" + std::string(context);
-    switch (kind) {
-        case ChatTemplate::instruct:
-            text =
-                (index > 0 ? "\n\n" : "") + std::string("### Instruction:\n") + std::string(prompt) + "\n\n";
-            if (!context.empty()) text += "### Input:\n" + std::string(context) + "\n\n";
-            return text + "### Response:\n";
-        case ChatTemplate::chatml:
-            return (index > 0 ? "\n" : "") + std::string("<|im_start|>user\n") + user +
-                   "<|im_end|>\n<|im_start|>assistant\n";
-        case ChatTemplate::chat:
-            return (index > 0 ? "\n\n" : "") + std::string("Human: ") + user + "\n\nAssistant: ";
-    }
-    return text;
-}
-
-inline std::string response_text(ChatTemplate kind, std::string_view response) {
-    return kind == ChatTemplate::chatml ? std::string(response) + "<|im_end|>" : std::string(response);
-}
 
 // The conversation as alternating prompt (not trained) and response (trained) pieces; EOS follows.
 inline std::vector<TemplatePiece> render(const Conversation& conversation, ChatTemplate kind) {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "lumi/core/error.hpp"
-#include "lumi/data/sft.hpp"
+#include "lumi/data/chat_template.hpp"
 
 namespace lumi::eval {
 
@@ -28,15 +28,15 @@ inline std::string apply_template(PromptTemplate t, const std::string& prompt) {
     return prompt;
 }
 
-// The template's own markers end an answer: the model must not write the next turn.
+// The template's own markers end an answer (data::template_stops); none for raw prompts.
 inline std::vector<std::string> template_stops(PromptTemplate t) {
     switch (t) {
         case PromptTemplate::instruct:
-            return {"### Instruction:", "### Response:", "### Input:"};
+            return data::template_stops(data::ChatTemplate::instruct);
         case PromptTemplate::chatml:
-            return {"<|im_end|>", "<|im_start|>"};
+            return data::template_stops(data::ChatTemplate::chatml);
         case PromptTemplate::chat:
-            return {"\nHuman:", "\nAssistant:"};
+            return data::template_stops(data::ChatTemplate::chat);
         case PromptTemplate::raw:
             return {};
     }

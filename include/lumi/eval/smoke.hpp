@@ -23,6 +23,7 @@
 
 #include <lumi/config/config.hpp>
 #include <lumi/core/error.hpp>
+#include <lumi/data/chat_template.hpp>
 #include <lumi/eval/results.hpp>
 
 namespace lumi::eval {
@@ -87,11 +88,7 @@ inline SmokeSet load_smoke_prompts(const std::filesystem::path& file) {
     return set;
 }
 
-// The instruction templates' markers (lumi::data's instruct, chatml and chat): in an answer they mean the
-// model went on to write the next turn itself.
-inline constexpr std::string_view template_markers[] = {
-    "### Instruction:", "### Input:", "### Response:", "<|im_start|>",
-    "<|im_end|>",       "\nHuman:",   "\nAssistant:"};
+using data::template_markers;  // in an answer: the model went on to write the next turn itself
 
 namespace detail {
 

@@ -588,7 +588,7 @@ eval::Results evaluate_checkpoint(const fs::path& checkpoint, const fs::path& to
     const auto tokenizer = tokenizer::Tokenizer::load(tokenizer_dir);
     Transformer<S> model;
     io::load_model_for(model, checkpoint, tokenizer, tokenizer_dir.string());
-    const auto device = train::resolve_device(settings.device);
+    const auto device = resolve_device(settings.device);
     model->to(device);
     model->eval();
     eval::Results results;
@@ -1185,7 +1185,7 @@ class Pipeline {
     boost::json::object preference_scores(const fs::path& checkpoint, bool with_reference) const {
         const auto& s = settings_.dpo;
         const auto tok = tokenizer::Tokenizer::load(dir(Stage::tokenizer));
-        const auto device = train::resolve_device(s.run.device);
+        const auto device = resolve_device(s.run.device, "run.device");
         Transformer<S> model, reference;
         io::load_model_for(model, checkpoint, tok, dir(Stage::tokenizer).string());
         model->to(device);
@@ -1295,7 +1295,7 @@ class Pipeline {
         const auto tok = tokenizer::Tokenizer::load(dir(Stage::tokenizer));
         Transformer<S> model;
         io::load_model_for(model, dir(Stage::sft) / "merged", tok, dir(Stage::tokenizer).string());
-        model->to(train::resolve_device(g.device));
+        model->to(resolve_device(g.device));
         auto sampling = g.sampling;
         for (auto& stop : eval::template_stops(t)) sampling.stop.push_back(stop);
         std::string lines;

@@ -4,13 +4,14 @@
 
 #include "lumi/config/config.hpp"
 #include "lumi/core/autocast.hpp"
+#include "lumi/core/device.hpp"
 
 namespace lumi::train {
 
 using lumi::AutocastGuard;
 using lumi::cpu_has_bf16;
 
-enum class Dtype { float32, bfloat16 };
+using lumi::Dtype;
 
 struct PrecisionSettings {
     Dtype dtype = Dtype::bfloat16;           // matmuls in bfloat16 with float32 master weights

@@ -111,14 +111,7 @@ struct FitResult {
     std::filesystem::path checkpoint;  // the last one written
 };
 
-inline torch::Device resolve_device(const std::string& name) {
-    if (name == "auto")
-        return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-    torch::Device device(name);
-    if (device.is_cuda() && !torch::cuda::is_available())
-        throw lumi::Error("run.device is '" + name + "' but no CUDA device is available");
-    return device;
-}
+using lumi::resolve_device;
 
 // Trains `Model` (a lumi::Transformer holder) with policy types, as ensmallen composes optimizers:
 //   Trainer<Transformer<presets::nano>, AdamW, CosineWarmup, MixedPrecision>
@@ -138,7 +131,7 @@ class Trainer {
         : model_(std::move(model)),
           settings_(std::move(settings)),
           objective_(std::move(objective)),
-          device_(resolve_device(settings_.run.device)) {
+          device_(resolve_device(settings_.run.device, "run.device")) {
         settings_.run.validate();
         if (settings_.run.threads > 0) torch::set_num_threads(int(settings_.run.threads));
         group_ = &distributed::world(device_);
