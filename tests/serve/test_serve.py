@@ -312,12 +312,20 @@ def test_sigterm(server):
 
 
 def test_timeout():
-    server = Server(f"server.api_key={KEY}", "server.request_timeout_seconds=0.05", "server.sampling.stop_at_eos=false")
+    server = Server(f"server.api_key={KEY}", "server.request_timeout_seconds=0.05", "server.sampling.stop_at_eos=false",
+                    "server.idle_timeout_seconds=0.5")
     try:
         expect_error(lambda: server.client().chat.completions.create(
             model="lumi-nano", messages=[{"role": "user", "content": "hi"}], max_tokens=200, temperature=1), 504, "timed out after")
+        # A connection that sends nothing is closed after idle_timeout_seconds.
+        idle = socket.create_connection((server.host, server.port))
+        idle.settimeout(10)
+        started = time.time()
+        check(idle.recv(1) == b"", "an idle connection stayed open")
+        check(time.time() - started < 5, "closed late")
+        idle.close()
         check(server.stop() == 0, "exit status")
-        print("timeout: a request past request_timeout_seconds is a 504")
+        print("timeout: a request past request_timeout_seconds is a 504; an idle connection is closed")
     finally:
         if server.proc.poll() is None:
             server.proc.kill()

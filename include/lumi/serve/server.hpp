@@ -43,6 +43,7 @@ struct ServerSettings {
     std::int64_t max_body_bytes = 1 << 20;
     std::int64_t max_connections = 256;
     double request_timeout_seconds = 300;
+    double idle_timeout_seconds = 60;    // a connection that sends no request for this long is closed
     double shutdown_grace_seconds = 10;  // SIGTERM: requests in flight get this long to finish
 
     void validate() const {
@@ -58,6 +59,7 @@ struct ServerSettings {
         if (max_connections < 1) throw config::FieldError("max_connections", "must be >= 1");
         if (!(request_timeout_seconds > 0))
             throw config::FieldError("request_timeout_seconds", "must be > 0");
+        if (!(idle_timeout_seconds > 0)) throw config::FieldError("idle_timeout_seconds", "must be > 0");
         if (!(shutdown_grace_seconds >= 0))
             throw config::FieldError("shutdown_grace_seconds", "must be >= 0");
     }
@@ -237,6 +239,12 @@ class Server {
         namespace http = detail::http;
         detail::beast::flat_buffer buffer;
         for (;;) {
+            // An idle client cannot hold a connection (and its thread) for ever: no request within
+            // idle_timeout_seconds closes it. (Asio's blocking reads would wait past SO_RCVTIMEO.)
+            if (buffer.size() == 0) {
+                pollfd p{socket.native_handle(), POLLIN, 0};
+                if (::poll(&p, 1, int(settings_.idle_timeout_seconds * 1000)) <= 0) return;
+            }
             http::request_parser<http::string_body> parser;
             parser.body_limit(std::uint64_t(settings_.max_body_bytes));
             boost::system::error_code ec;
