@@ -259,7 +259,8 @@ def test_disconnects(server):
 
 
 def test_overload():
-    server = Server(f"server.api_key={KEY}", "server.engine.max_batch=1", "server.engine.max_queue=1")
+    server = Server(f"server.api_key={KEY}", "server.engine.max_batch=1", "server.engine.max_queue=1",
+                    "server.sampling.stop_at_eos=false")  # each answer runs its 100 tokens
     try:
         def call(_):
             try:
@@ -285,7 +286,7 @@ def test_sigterm(server):
     def stream(i):
         try:
             chunks = list(server.client().chat.completions.create(
-                model="lumi-nano", messages=[{"role": "user", "content": PROMPTS[i % 3]}], max_tokens=64,
+                model="lumi-nano", messages=[{"role": "user", "content": PROMPTS[i % 3]}], max_tokens=200,
                 temperature=0.8, stream=True))
             results.append("finished" if chunks and chunks[-1].choices[0].finish_reason else "cut")
         except openai.APIError as e:
@@ -294,7 +295,17 @@ def test_sigterm(server):
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(12)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    # Every stream admitted before the signal (a loaded machine may be slow to connect them).
+    key = 'lumi_requests_total{endpoint="/v1/chat/completions",status="200"}'
+    done_before = server.metrics().get(key, 0)
+
+    def admitted():
+        m = server.metrics()
+        return m["lumi_active_requests"] + m["lumi_queue_length"] + m.get(key, 0) - done_before
+
+    deadline = time.time() + 30
+    while time.time() < deadline and admitted() < 12:
+        time.sleep(0.02)
     started = time.time()
     status = server.stop(signal.SIGTERM)
     for t in threads:
