@@ -68,7 +68,10 @@ def main():
                              f"tokenizer={args.tokenizer}", "--set", "sampling.max_new_tokens=200",
                              "--set", "sampling.stop_at_eos=false", "--set", "sampling.temperature=1"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # loaded
+    proc.stdin.write("/set seed=5\n")  # its answer means the model is loaded and Ctrl-C is handled
+    proc.stdin.flush()
+    ready = proc.stdout.readline()
+    assert ready.startswith("(sampling: "), ready
     proc.stdin.write("Write a very long story.\n")
     proc.stdin.flush()
     time.sleep(0.15)
