@@ -20,6 +20,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 
+def send(driver, message, temperature, max_tokens):
+    """Sets the page's sampling fields, types the message and sends it."""
+    for field, value in (("temperature", temperature), ("max_tokens", max_tokens)):
+        driver.find_element(By.ID, field).clear()
+        driver.find_element(By.ID, field).send_keys(str(value))
+    driver.find_element(By.ID, "input").send_keys(message)
+    driver.find_element(By.ID, "send").click()
+
+
 def main():
     parser = argparse.ArgumentParser()
     for name in ("serve", "checkpoint", "tokenizer", "work"):
@@ -57,24 +66,14 @@ def main():
         driver.get(url + "/")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.find_element(By.ID, "model").text == "lumi-nano")
-        driver.find_element(By.ID, "temperature").clear()
-        driver.find_element(By.ID, "temperature").send_keys("0")
-        driver.find_element(By.ID, "max_tokens").clear()
-        driver.find_element(By.ID, "max_tokens").send_keys("32")
-        driver.find_element(By.ID, "input").send_keys("Name a colour.")
-        driver.find_element(By.ID, "send").click()
+        send(driver, "Name a colour.", temperature=0, max_tokens=32)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".assistant[data-state=done]"))
         answer = driver.execute_script("return document.querySelector('.assistant').textContent")
         assert answer == expected, (answer, expected)
         assert driver.find_element(By.CSS_SELECTOR, ".user").text == "Name a colour."
 
         # A long sampled answer, stopped: the page says so and the server frees the row.
-        driver.find_element(By.ID, "temperature").clear()
-        driver.find_element(By.ID, "temperature").send_keys("1")
-        driver.find_element(By.ID, "max_tokens").clear()
-        driver.find_element(By.ID, "max_tokens").send_keys("200")
-        driver.find_element(By.ID, "input").send_keys("Write a long story.")
-        driver.find_element(By.ID, "send").click()
+        send(driver, "Write a long story.", temperature=1, max_tokens=200)
         wait.until(lambda d: d.find_element(By.ID, "stop").is_enabled())
         driver.find_element(By.ID, "stop").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".assistant[data-state=stopped]") or

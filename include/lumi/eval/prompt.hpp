@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,34 +14,30 @@ namespace lumi::eval {
 // How a user's prompt is shown to the model: as is, or in the instruction template it was tuned on.
 enum class PromptTemplate { raw, instruct, chatml, chat };
 
-inline std::string apply_template(PromptTemplate t, const std::string& prompt) {
-    using data::ChatTemplate;
+// The fine-tuning template a prompt template stands for; none for raw prompts.
+inline std::optional<data::ChatTemplate> chat_template_of(PromptTemplate t) {
     switch (t) {
         case PromptTemplate::raw:
-            return prompt;
+            return std::nullopt;
         case PromptTemplate::instruct:
-            return data::prompt_text(ChatTemplate::instruct, prompt);
+            return data::ChatTemplate::instruct;
         case PromptTemplate::chatml:
-            return data::prompt_text(ChatTemplate::chatml, prompt);
+            return data::ChatTemplate::chatml;
         case PromptTemplate::chat:
-            return data::prompt_text(ChatTemplate::chat, prompt);
+            return data::ChatTemplate::chat;
     }
-    return prompt;
+    return std::nullopt;
+}
+
+inline std::string apply_template(PromptTemplate t, const std::string& prompt) {
+    const auto kind = chat_template_of(t);
+    return kind ? data::prompt_text(*kind, prompt) : prompt;
 }
 
 // The template's own markers end an answer (data::template_stops); none for raw prompts.
 inline std::vector<std::string> template_stops(PromptTemplate t) {
-    switch (t) {
-        case PromptTemplate::instruct:
-            return data::template_stops(data::ChatTemplate::instruct);
-        case PromptTemplate::chatml:
-            return data::template_stops(data::ChatTemplate::chatml);
-        case PromptTemplate::chat:
-            return data::template_stops(data::ChatTemplate::chat);
-        case PromptTemplate::raw:
-            return {};
-    }
-    return {};
+    const auto kind = chat_template_of(t);
+    return kind ? data::template_stops(*kind) : std::vector<std::string>{};
 }
 
 // One message of a conversation, as OpenAI's API has them: role "system", "user" or "assistant".
@@ -79,26 +76,14 @@ inline std::vector<std::string> chat_pieces(PromptTemplate t, const std::vector<
         const std::size_t index = (i - from) / 2;
         const std::string_view context = index == 0 ? std::string_view(system) : std::string_view();
         const std::string& prompt = turns[i]->content;
-        using data::ChatTemplate;
-        switch (t) {
-            case PromptTemplate::raw:
-                pieces.push_back((index > 0 ? "\n" : "") +
-                                 (context.empty() ? prompt : std::string(context) + "\n\n" + prompt));
-                break;
-            case PromptTemplate::instruct:
-                pieces.push_back(data::prompt_text(ChatTemplate::instruct, prompt, context, index));
-                break;
-            case PromptTemplate::chatml:
-                pieces.push_back(data::prompt_text(ChatTemplate::chatml, prompt, context, index));
-                break;
-            case PromptTemplate::chat:
-                pieces.push_back(data::prompt_text(ChatTemplate::chat, prompt, context, index));
-                break;
+        if (const auto kind = chat_template_of(t)) {
+            pieces.push_back(data::prompt_text(*kind, prompt, context, index));
+            if (i + 1 < turns.size()) pieces.push_back(data::response_text(*kind, turns[i + 1]->content));
+        } else {
+            pieces.push_back((index > 0 ? "\n" : "") +
+                             (context.empty() ? prompt : std::string(context) + "\n\n" + prompt));
+            if (i + 1 < turns.size()) pieces.push_back("\n" + turns[i + 1]->content);
         }
-        if (i + 1 < turns.size())
-            pieces.push_back(t == PromptTemplate::chatml
-                                 ? data::response_text(ChatTemplate::chatml, turns[i + 1]->content)
-                                 : (t == PromptTemplate::raw ? "\n" : "") + turns[i + 1]->content);
     }
     return pieces;
 }

@@ -109,6 +109,7 @@ class Batcher {
         cache_ = model::KVCache(S, max_batch, S.context, options);
         for (auto& k : cache_.keys) k.zero_();  // masked positions must hold numbers: 0 * NaN is NaN
         for (auto& v : cache_.values) v.zero_();
+        model_->eval();  // the batcher owns the model's use: no dropout, once rather than every step
     }
 
     std::int64_t capacity() const { return max_batch_; }
@@ -128,7 +129,6 @@ class Batcher {
                         std::to_string(S.context));
         if (full()) throw Error("serve: every row is busy");
         torch::NoGradGuard no_grad;
-        model_->eval();
         const auto device = cache_.keys.front().device();
         if (rows_.empty())
             next_ = L;
@@ -172,12 +172,8 @@ class Batcher {
         retire();
         if (rows_.empty()) return;
         torch::NoGradGuard no_grad;
-        model_->eval();
-        if (next_ >= S.context) {
-            std::int64_t lowest = next_;
-            for (const auto& row : rows_) lowest = std::min(lowest, row.begin);
-            shift(-lowest);  // > 0: a row that began at 0 would have finished by its length limit
-        }
+        if (next_ >= S.context)
+            shift(-first_position());  // > 0: a row that began at 0 would have finished by its length limit
         const auto device = cache_.keys.front().device();
         const std::int64_t n = active();
         std::vector<std::int64_t> pending, begins;
@@ -245,15 +241,12 @@ class Batcher {
         row.tokens.push_back(token);
         ++counters_.completion_tokens;
         row.seen.index_put_({0, std::int64_t(token)}, true);
-        if (!decode_) {  // tokens only (benchmarks): no text, no stop strings
-            if (std::int64_t(row.tokens.size()) >= s.max_new_tokens) return finish(row, "length");
-            row.pending = token;
-            return;
+        if (decode_) {  // without it (benchmarks): tokens only, no text and no stop strings
+            row.text = decode_(row.tokens);
+            auto update = row.scanner.update(row.text, s.stop);
+            if (!update.delta.empty()) row.stream->push(Event{.text = std::move(update.delta)});
+            if (update.stopped) return finish(row, "stop");
         }
-        row.text = decode_(row.tokens);
-        auto update = row.scanner.update(row.text, s.stop);
-        if (!update.delta.empty()) row.stream->push(Event{.text = std::move(update.delta)});
-        if (update.stopped) return finish(row, "stop");
         if (std::int64_t(row.tokens.size()) >= s.max_new_tokens) return finish(row, "length");
         row.pending = token;
     }
@@ -292,9 +285,7 @@ class Batcher {
 
     // Moves every row's positions by `delta` (keys re-rotated, values copied).
     void shift(std::int64_t delta) {
-        std::int64_t lowest = next_;
-        for (const auto& row : rows_) lowest = std::min(lowest, row.begin);
-        const std::int64_t len = next_ - lowest, n = active();
+        const std::int64_t lowest = first_position(), len = next_ - lowest, n = active();
         if (lowest + delta < 0 || next_ + delta > S.context) throw Error("serve: a shift out of the context");
         const auto& rope = model_->model->rotary_emb;
         const std::int64_t distance = delta < 0 ? -delta : delta;
@@ -311,6 +302,13 @@ class Batcher {
         for (auto& row : rows_) row.begin += delta;
         next_ += delta;
         ++counters_.shifts;
+    }
+
+    // The earliest position any row uses.
+    std::int64_t first_position() const {
+        std::int64_t lowest = next_;
+        for (const auto& row : rows_) lowest = std::min(lowest, row.begin);
+        return lowest;
     }
 
     // A KV cache over rows [first, first + count) of the shared one (views: writes land in it).

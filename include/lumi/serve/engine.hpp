@@ -88,8 +88,6 @@ class Engine {
         return s;
     }
 
-    const EngineSettings& settings() const { return settings_; }
-
   private:
     struct Queued {
         Request request;
@@ -130,12 +128,19 @@ class Engine {
                 } else {
                     const auto now = Clock::now();
                     for (auto& q : admit) {
-                        if (q.stream->cancelled())
+                        if (q.stream->cancelled()) {
                             end(q, "cancelled");
-                        else if (now >= q.request.deadline)
+                        } else if (now >= q.request.deadline) {
                             end(q, "timeout");
-                        else
-                            batcher_.add(std::move(q.request), q.stream, q.received);
+                        } else {
+                            // A request that cannot be prefilled ends alone; the others are still admitted.
+                            try {
+                                batcher_.add(std::move(q.request), q.stream, q.received);
+                            } catch (const std::exception& e) {
+                                std::cerr << "serve: a request failed: " << e.what() << "\n";
+                                end(q, "error");
+                            }
+                        }
                     }
                     batcher_.step();
                 }

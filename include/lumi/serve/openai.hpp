@@ -104,13 +104,12 @@ inline CompletionRequest read_completion_request(std::string_view body, bool cha
     }
     if (!parsed.is_object()) throw ApiError(400, "the request body must be a JSON object");
     const auto& o = parsed.get_object();
-    static const std::vector<std::string> chat_fields{
-        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-        "seed",  "n",        "stream",     "stream_options",        "user"};
-    static const std::vector<std::string> text_fields{"model",  "prompt",         "max_tokens", "temperature",
-                                                      "top_p",  "stop",           "seed",       "n",
-                                                      "stream", "stream_options", "user"};
-    const auto& known = chat ? chat_fields : text_fields;
+    std::vector<std::string> known{"model", "max_tokens", "temperature", "top_p",          "stop",
+                                   "seed",  "n",          "stream",      "stream_options", "user"};
+    if (chat)
+        known.insert(known.begin() + 1, {"messages", "max_completion_tokens"});
+    else
+        known.insert(known.begin() + 1, "prompt");
     for (const auto& [key, value] : o)
         if (std::find(known.begin(), known.end(), std::string(key)) == known.end() && !value.is_null())
             throw bad(
@@ -232,6 +231,16 @@ inline std::string completion_body(const CompletionRequest& r, const std::string
                                         {"usage", usage_json(prompt_tokens, completion_tokens)}});
 }
 
+namespace detail {
+inline json::object chunk_head(const CompletionRequest& r, const std::string& id, std::int64_t created,
+                               const std::string& model) {
+    return {{"id", id},
+            {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created},
+            {"model", model}};
+}
+}  // namespace detail
+
 // One server-sent event of a streamed answer: text so far, or (finish non-empty) the last one with usage.
 inline std::string chunk_event(const CompletionRequest& r, const std::string& id, std::int64_t created,
                                const std::string& model, const std::string& text, const std::string& finish,
@@ -247,12 +256,19 @@ inline std::string chunk_event(const CompletionRequest& r, const std::string& id
     } else {
         choice["text"] = text;
     }
-    json::object chunk{{"id", id},
-                       {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
-                       {"created", created},
-                       {"model", model},
-                       {"choices", json::array{std::move(choice)}}};
+    json::object chunk = detail::chunk_head(r, id, created, model);
+    chunk["choices"] = json::array{std::move(choice)};
     if (!finish.empty()) chunk["usage"] = usage_json(prompt_tokens, completion_tokens);
+    return "data: " + json::serialize(chunk) + "\n\n";
+}
+
+// stream_options.include_usage's extra last event: no choices, the usage.
+inline std::string usage_event(const CompletionRequest& r, const std::string& id, std::int64_t created,
+                               const std::string& model, std::size_t prompt_tokens,
+                               std::size_t completion_tokens) {
+    json::object chunk = detail::chunk_head(r, id, created, model);
+    chunk["choices"] = json::array{};
+    chunk["usage"] = usage_json(prompt_tokens, completion_tokens);
     return "data: " + json::serialize(chunk) + "\n\n";
 }
 

@@ -208,8 +208,6 @@ class Server {
         if (acceptor_.is_open()) ::shutdown(acceptor_.native_handle(), SHUT_RDWR);  // wakes accept()
     }
 
-    std::string model_name() const { return settings_.model_name; }
-
   private:
     // An error answer, then the connection closes. drain: the client may still be sending a body; it is read
     // and dropped (for a second at most) so that the client sees the answer, not a reset.
@@ -357,8 +355,6 @@ class Server {
                 out.prompt = eval::chat_prompt(settings_.chat_template, r.messages, encode,
                                                tokenizer_.bos_id(), std::size_t(S.context - budget))
                                  .ids;
-            } catch (const ApiError&) {
-                throw;
             } catch (const Error& e) {
                 throw ApiError(400, e.what(), "messages");
             }
@@ -464,15 +460,8 @@ class Server {
                     write(chunk_event(r, id, created, settings_.model_name, "", e.finish_reason, false,
                                       e.prompt_tokens, e.completion_tokens));
                     if (r.include_usage)
-                        write("data: " +
-                              json::serialize(json::object{
-                                  {"id", id},
-                                  {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
-                                  {"created", created},
-                                  {"model", settings_.model_name},
-                                  {"choices", json::array{}},
-                                  {"usage", usage_json(e.prompt_tokens, e.completion_tokens)}}) +
-                              "\n\n");
+                        write(usage_event(r, id, created, settings_.model_name, e.prompt_tokens,
+                                          e.completion_tokens));
                 }
                 if (!e.last) continue;
                 write("data: [DONE]\n\n");
