@@ -52,6 +52,58 @@ if(NOT TARGET lumi::sentencepiece)
   add_library(lumi::sentencepiece ALIAS lumi_sentencepiece)
 endif()
 
+# Parquet sources (optional): Apache Arrow's C++ Parquet reader, from PyPI's pyarrow wheel, which ships Arrow's
+# C++ headers and libraries for building against it (Debian 12 has no Arrow package). LUMI_PARQUET: AUTO uses it
+# where found, ON requires it, OFF leaves it out; LUMI_PARQUET_PYTHON: the interpreter whose pyarrow to use
+# (default: LibTorch's, LUMI_TORCH_PYTHON). Without it lumi builds and a Parquet source is a clear error.
+set(LUMI_PARQUET "AUTO" CACHE STRING "Parquet sources through pyarrow's Arrow C++ libraries: AUTO, ON or OFF")
+set(LUMI_PARQUET_PYTHON "" CACHE FILEPATH "Python whose pyarrow provides Arrow's C++ libraries")
+if(NOT TARGET lumi::parquet)
+  add_library(lumi_parquet INTERFACE IMPORTED GLOBAL)
+  add_library(lumi::parquet ALIAS lumi_parquet)
+  set(LUMI_PARQUET_FOUND OFF)
+  set(lumi_pyarrow_python "${LUMI_PARQUET_PYTHON}")
+  if(NOT lumi_pyarrow_python)
+    set(lumi_pyarrow_python "${LUMI_TORCH_PYTHON}")
+  endif()
+  if(NOT LUMI_PARQUET STREQUAL "OFF" AND lumi_pyarrow_python)
+    execute_process(COMMAND "${lumi_pyarrow_python}" -c
+      "import pyarrow as pa; print(pa.get_include()); print(pa.get_library_dirs()[0]); print(pa.__version__)"
+      OUTPUT_VARIABLE lumi_pyarrow OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE lumi_rc ERROR_QUIET)
+    if(lumi_rc EQUAL 0)
+      string(REPLACE "\n" ";" lumi_pyarrow "${lumi_pyarrow}")
+      list(GET lumi_pyarrow 0 lumi_arrow_include)
+      list(GET lumi_pyarrow 1 lumi_arrow_libdir)
+      list(GET lumi_pyarrow 2 lumi_arrow_version)
+      # The wheel has only versioned names (libarrow.so.2600), which the linker takes by full path.
+      file(GLOB lumi_arrow_lib "${lumi_arrow_libdir}/libarrow.so.[0-9]*")
+      file(GLOB lumi_parquet_lib "${lumi_arrow_libdir}/libparquet.so.[0-9]*")
+      if(lumi_arrow_lib AND lumi_parquet_lib AND EXISTS "${lumi_arrow_include}/parquet/arrow/reader.h")
+        list(SORT lumi_arrow_lib)
+        list(SORT lumi_parquet_lib)
+        list(GET lumi_arrow_lib 0 lumi_arrow_lib)
+        list(GET lumi_parquet_lib 0 lumi_parquet_lib)
+        target_include_directories(lumi_parquet SYSTEM INTERFACE "${lumi_arrow_include}")
+        target_link_libraries(lumi_parquet INTERFACE "${lumi_parquet_lib}" "${lumi_arrow_lib}")
+        target_compile_definitions(lumi_parquet INTERFACE LUMI_HAS_PARQUET=1)
+        set(LUMI_PARQUET_FOUND ON)
+        message(STATUS "lumi: Parquet sources through Arrow ${lumi_arrow_version} (pyarrow of ${lumi_pyarrow_python})")
+      endif()
+    endif()
+  endif()
+  if(NOT LUMI_PARQUET_FOUND)
+    set(lumi_why "no pyarrow with Arrow's C++ headers and libraries in ${lumi_pyarrow_python}")
+    if(NOT lumi_pyarrow_python)
+      set(lumi_why "no LUMI_PARQUET_PYTHON or LUMI_TORCH_PYTHON names a Python with pyarrow")
+    endif()
+    if(LUMI_PARQUET STREQUAL "ON")
+      message(FATAL_ERROR "lumi: LUMI_PARQUET=ON but ${lumi_why} (scripts/setup.sh --torch2 installs pyarrow)")
+    elseif(LUMI_PARQUET STREQUAL "AUTO")
+      message(STATUS "lumi: without Parquet sources: ${lumi_why}")
+    endif()
+  endif()
+endif()
+
 # The allocator the stage binaries and benchmarks link (lumi::allocator): tcmalloc keeps freed memory for reuse,
 # where glibc returns every large block to the kernel and faults it back in zeroed at the next step (the tiny
 # training step spent 14% of its time in the kernel on 2 cores, 6% with tcmalloc: docs/performance.md).

@@ -48,6 +48,17 @@ then
   "$venv/bin/pip" install -q "${dpo_peers[@]}" "${interop[@]}"
   echo "setup_torch2.sh: DPO peers installed in $(( $(date +%s) - start )) s"
 fi
+# Parquet: pyarrow ships Apache Arrow's C++ headers and libraries, which lumi's Parquet sources build against
+# (cmake/lumiDependencies.cmake finds them through this environment's Python); its tests write Parquet with it.
+parquet_peers=(pyarrow==26.0.1)
+if ! "$venv/bin/python" - "${parquet_peers[@]}" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+sys.exit(0 if all(md.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
+PY
+then
+  echo "setup_torch2.sh: installing ${parquet_peers[*]}"
+  "$venv/bin/pip" install -q "${parquet_peers[@]}"
+fi
 # GGUF's peers: the gguf package (llama.cpp's own reader) and llama-cpp-python, which compiles llama.cpp
 # (about 4 minutes on two cores; the built wheel stays in the environment). Built for the baseline x86-64
 # instruction set, so an environment moved to another CPU still runs.

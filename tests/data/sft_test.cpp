@@ -130,7 +130,8 @@ TEST(SftReaders, AConfiguredFormatOverridesDetectionAndAnUnknownOneIsNamed) {
     EXPECT_CONTAINS(error_of([&] { read(dir / "empty.json"); }), "empty.json: empty file");
     lumi::write_file_atomic(dir / "none.json", "[]");
     EXPECT_CONTAINS(error_of([&] { read(dir / "none.json"); }), "none.json: the dataset has no records");
-    EXPECT_CONTAINS(error_of([&] { read(dir / "missing.json"); }), "missing.json: cannot open");
+    EXPECT_CONTAINS(error_of([&] { read(dir / "missing.json"); }),
+                    "missing.json: cannot read the source: No such file or directory");
 }
 
 TEST(SftReaders, MalformedRecordsNameTheFileAndLineOrAreSkippedAndCounted) {

@@ -70,7 +70,7 @@ struct CorpusSource {
     SourceFormat format = SourceFormat::detect;
     Compression compression = Compression::detect;
     TextUnit unit = TextUnit::file;           // plain text: one document per file, paragraph or line
-    std::string text_field = "text";          // JSON Lines: the key holding the text
+    std::string text_field = "text";          // JSON Lines and Parquet: the key or column holding the text
     std::optional<double> weight;             // share of the corpus budget among weighted sources
     std::optional<std::uint64_t> characters;  // or a budget of its own, in characters
     std::optional<std::uint64_t> tokens;      // or in estimated tokens

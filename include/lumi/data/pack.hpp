@@ -30,6 +30,7 @@
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
 #include "lumi/data/packed.hpp"
+#include "lumi/data/records.hpp"
 
 namespace lumi::data {
 
@@ -53,12 +54,6 @@ TokenizerInfo tokenizer_info(const T& tokenizer) {
 // A text -> token ids function, safe to call from several threads.
 template <class E>
 concept Encoder = std::convertible_to<std::invoke_result_t<const E&, std::string_view>, std::vector<int>>;
-
-// A record that cannot be used (a missing field, ...): the reader adds the file and line.
-class RecordError : public lumi::Error {
-  public:
-    using lumi::Error::Error;
-};
 
 // Calls f(value, line) for every non-blank line of a JSONL file. A malformed line, or a RecordError thrown
 // by f, is an error naming file:line, or is skipped and counted when `skip_malformed`. Returns the count.

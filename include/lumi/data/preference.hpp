@@ -4,8 +4,8 @@
 // -> tokens, truncated by one rule -> train/val shards where pair i is rows 2i (chosen) and 2i + 1
 // (rejected), each the prompt then the response, right-padded, with a loss mask on the response -> manifest.
 //
-// Readers (a JSON array or JSON lines, optionally gzip- or zstd-compressed; the format detected from the
-// first record unless configured):
+// Readers (a dataset file or folder as data/records.hpp reads it: JSON array, JSON lines, Parquet; the format
+// detected from the first record unless configured):
 //   hh_rlhf:  {"chosen": "\n\nHuman: ...\n\nAssistant: ...", "rejected": ...}: the prompt is the common text
 //             up to the last "\n\nAssistant:", earlier turns become the conversation's history.
 //   pairs:    {"prompt" (or "question"): ..., "chosen": ..., "rejected": ..., "system": optional} (strings,
@@ -30,8 +30,8 @@
 #include "lumi/core/parallel.hpp"
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
+#include "lumi/data/records.hpp"
 #include "lumi/data/sft.hpp"
-#include "lumi/data/sources.hpp"
 
 namespace lumi::data {
 
@@ -43,7 +43,7 @@ struct PreferenceSource {
     std::uint64_t max_pairs = 0;  // 0: every pair; else the file's first N usable pairs
 
     void validate() const {
-        if (path.empty()) throw config::FieldError("path", "must name a dataset file");
+        if (path.empty()) throw config::FieldError("path", "must name a dataset file or folder");
     }
 };
 
@@ -92,61 +92,6 @@ struct PreferenceRead {
 };
 
 namespace detail {
-
-// Calls f(record, origin) for each record of a JSON array or JSON lines text; returns the records skipped.
-template <class F>
-std::uint64_t for_each_json_record(const std::string& text, const std::string& file, bool skip_malformed,
-                                   F&& f) {
-    auto parse = [](std::string_view json_text, json::error_code& error, std::size_t& consumed) {
-        json::stream_parser parser;
-        consumed = parser.write(json_text.data(), json_text.size(), error);
-        if (!error) parser.finish(error);
-        return error ? json::value() : parser.release();
-    };
-    auto call = [&](const json::value& record, const std::string& origin) -> bool {
-        try {
-            f(record, origin);
-        } catch (const RecordError& e) {
-            if (!skip_malformed) throw lumi::Error(origin + ": " + e.what());
-            return false;
-        }
-        return true;
-    };
-    const std::size_t first = text.find_first_not_of(" \t\r\n");
-    if (first == std::string::npos) throw lumi::Error(file + ": empty file: no records");
-    std::uint64_t skipped = 0;
-    if (text[first] == '[') {
-        json::error_code error;
-        std::size_t consumed = 0;
-        const json::value document = parse(text, error, consumed);
-        if (error) {
-            const std::size_t line =
-                1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(consumed), '\n');
-            throw lumi::Error(file + ":" + std::to_string(line) + ": invalid JSON: " + error.message());
-        }
-        const json::array& array = document.as_array();
-        for (std::size_t i = 0; i < array.size(); ++i)
-            if (!call(array[i], file + "[" + std::to_string(i) + "]")) ++skipped;
-        return skipped;
-    }
-    for_each_line(text, [&](std::string_view line, std::uint64_t number) {
-        if (blank(line)) return;
-        const std::string origin = file + ":" + std::to_string(number);
-        json::error_code error;
-        std::size_t consumed = 0;
-        const json::value record = parse(line, error, consumed);
-        if (error) {
-            if (skip_malformed) {
-                ++skipped;
-                return;
-            }
-            throw lumi::Error(origin + ":" + std::to_string(consumed + 1) +
-                              ": invalid JSON: " + error.message());
-        }
-        if (!call(record, origin)) ++skipped;
-    });
-    return skipped;
-}
 
 inline PreferenceFormat detect_preference_format(const json::value& record, const std::string& origin) {
     const json::object* object = record.if_object();
@@ -308,15 +253,13 @@ inline PreferencePair read_messages_pair(const json::value& record) {
 
 }  // namespace detail
 
-// Reads one preference file (compressed or not) into pairs; the format is detected from the first record
-// unless set.
+// Reads one preference dataset (a file or a folder of files) into pairs; the format is detected from the
+// first record unless set.
 inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bool skip_malformed = false) {
     PreferenceRead result;
     result.format = source.format;
-    const std::string text = read_decompressed(source.path);
-    result.skipped = detail::for_each_json_record(
-        text, source.path.string(), skip_malformed,
-        [&](const json::value& record, const std::string& origin) {
+    result.skipped = for_each_dataset_record(
+        source.path, skip_malformed, [&](const json::value& record, const std::string& origin) {
             ++result.records;
             if (result.format == PreferenceFormat::detect)
                 result.format = detail::detect_preference_format(record, origin);

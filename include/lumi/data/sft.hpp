@@ -6,8 +6,9 @@
 //
 // Readers: Alpaca (instruction, input, output), Dolly (instruction, context, response), OpenAssistant
 // oasst1 flat messages (message_id, parent_id, role prompter/assistant, text, rank: the best-ranked thread
-// from each root prompt) and ShareGPT ({"conversations": [{"from": "human", "value": ...}, ...]}); a file
-// is a JSON array or JSON lines, its format detected from its first record unless configured.
+// from each root prompt), ShareGPT ({"conversations": [{"from": "human", "value": ...}, ...]}) and OpenOrca
+// (system_prompt, question, response); a dataset is a file or folder as data/records.hpp reads them (JSON
+// array, JSON lines, Parquet), its format detected from its first record unless configured.
 
 #include <algorithm>
 #include <cctype>
@@ -33,10 +34,11 @@
 #include "lumi/data/chat_template.hpp"
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
+#include "lumi/data/records.hpp"
 
 namespace lumi::data {
 
-enum class SftFormat { detect, alpaca, dolly, oasst, sharegpt };
+enum class SftFormat { detect, alpaca, dolly, oasst, sharegpt, orca };
 
 // best_fit_decreasing: longest first, each into the fullest sequence it fits; best_fit: the same in input
 // order; none: one example per sequence.
@@ -62,7 +64,7 @@ struct SftDataset {
     std::string language;          // OpenAssistant `lang` to keep; empty: all
 
     void validate() const {
-        if (path.empty()) throw config::FieldError("path", "must name a dataset file");
+        if (path.empty()) throw config::FieldError("path", "must name a dataset file or folder");
         if (!(weight >= 0 && std::isfinite(weight))) throw config::FieldError("weight", "must be >= 0");
     }
 };
@@ -109,39 +111,12 @@ inline std::string optional_string_field(const json::value& record, std::string_
                       config::detail::describe_found(*value));
 }
 
-// Calls f(record, origin) for each record of a JSON array file or a JSON-lines file; returns skipped.
-template <class F>
-std::uint64_t for_each_record(const std::filesystem::path& file, bool skip_malformed, F&& f) {
-    std::ifstream in = lumi::open_file(file);
-    char first = 0;
-    while (in.get(first) && std::isspace(static_cast<unsigned char>(first))) {
-    }
-    if (!in) throw lumi::Error(file.string() + ": empty file: no records");
-    in.close();
-    if (first != '[')
-        return for_each_jsonl(file, skip_malformed, [&](const json::value& record, std::uint64_t line) {
-            f(record, file.string() + ":" + std::to_string(line));
-        });
-    const json::value document = config::read_json_file(file);
-    std::uint64_t skipped = 0;
-    const json::array& array = document.as_array();
-    for (std::size_t i = 0; i < array.size(); ++i) {
-        const std::string origin = file.string() + "[" + std::to_string(i) + "]";
-        try {
-            f(array[i], origin);
-        } catch (const RecordError& e) {
-            if (!skip_malformed) throw lumi::Error(origin + ": " + e.what());
-            ++skipped;
-        }
-    }
-    return skipped;
-}
-
 inline SftFormat detect_format(const json::value& record, const std::string& origin) {
     const json::object* object = record.if_object();
     if (object) {
         if (object->contains("conversations")) return SftFormat::sharegpt;
         if (object->contains("message_id") && object->contains("role")) return SftFormat::oasst;
+        if (object->contains("question") && object->contains("response")) return SftFormat::orca;
         if (object->contains("response")) return SftFormat::dolly;
         if (object->contains("output")) return SftFormat::alpaca;
     }
@@ -150,7 +125,8 @@ inline SftFormat detect_format(const json::value& record, const std::string& ori
         for (const auto& item : *object) keys += (keys.empty() ? "" : ", ") + std::string(item.key());
     throw lumi::Error(origin + ": cannot detect the dataset format from the first record (keys: " + keys +
                       "); expected alpaca (instruction, input, output), dolly (instruction, context, "
-                      "response), oasst (message_id, parent_id, role, text) or sharegpt (conversations); "
+                      "response), oasst (message_id, parent_id, role, text), sharegpt (conversations) or "
+                      "orca (system_prompt, question, response); "
                       "set the dataset's format");
 }
 
@@ -253,7 +229,7 @@ inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malfo
         conversation.origin = std::move(origin);
         result.conversations.push_back(std::move(conversation));
     };
-    result.skipped = detail::for_each_record(
+    result.skipped = for_each_dataset_record(
         dataset.path, skip_malformed, [&](const json::value& record, const std::string& origin) {
             ++result.records;
             if (result.format == SftFormat::detect) result.format = detail::detect_format(record, origin);
@@ -270,6 +246,13 @@ inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malfo
                 case SftFormat::dolly:
                     keep({detail::optional_string_field(record, "context"),
                           {{std::string(string_field(record, "instruction")),
+                            std::string(string_field(record, "response"))}},
+                          {}},
+                         origin);
+                    break;
+                case SftFormat::orca:
+                    keep({detail::optional_string_field(record, "system_prompt"),
+                          {{std::string(string_field(record, "question")),
                             std::string(string_field(record, "response"))}},
                           {}},
                          origin);

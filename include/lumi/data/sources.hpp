@@ -1,8 +1,10 @@
 #pragma once
 
 // Readers for corpus sources: plain text files (a file, its paragraphs or its lines per document) and JSON
-// Lines (one object per line, the text under a configurable key), each optionally gzip- or zstd-compressed.
-// A file is read whole; every record comes out as valid UTF-8 with its ill-formed bytes counted.
+// Lines (one object per line, the text under a configurable key), each optionally gzip- or zstd-compressed,
+// and Parquet (one document per row, the text column under the same key; data/parquet.hpp). A text or JSON
+// file is read whole, a Parquet file a row group at a time; every record comes out as valid UTF-8 with its
+// ill-formed bytes counted.
 
 #include <fnmatch.h>
 
@@ -24,12 +26,14 @@
 
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
+#include "lumi/data/parquet.hpp"
 #include "lumi/data/text.hpp"
 
 namespace lumi::data {
 
-// `detect`: `.jsonl` or `.ndjson` (before a compression suffix) is JSON Lines, anything else text.
-enum class SourceFormat { detect, text, jsonl };
+// `detect`: `.parquet` or Parquet's magic number is Parquet, `.jsonl` or `.ndjson` (before a compression
+// suffix) JSON Lines, anything else text.
+enum class SourceFormat { detect, text, jsonl, parquet };
 // `detect`: by suffix (`.gz`, `.zst`, `.zstd`), else by the first bytes (gzip and zstd magic numbers).
 enum class Compression { detect, none, gzip, zstd };
 // How a plain text file splits into documents: whole, at blank lines, or at every line.
@@ -46,7 +50,7 @@ struct ReadOptions {
 
 struct Record {
     std::string text;                // valid UTF-8: ill-formed sequences replaced by U+FFFD
-    std::uint64_t line = 1;          // where it starts in the (decompressed) file, from 1
+    std::uint64_t line = 1;          // where it starts in the (decompressed) file, from 1; a Parquet row
     std::uint32_t invalid_utf8 = 0;  // sequences replaced
 };
 
@@ -250,11 +254,33 @@ inline std::vector<std::filesystem::path> list_files(const std::filesystem::path
 // `file:line`; blank lines and empty files yield no records.
 inline FileRecords read_records(const std::filesystem::path& file, const ReadOptions& options = {}) {
     namespace json = boost::json;
+    FileRecords out;
+    if (options.format == SourceFormat::parquet ||
+        (options.format == SourceFormat::detect && is_parquet(file))) {
+        std::uint64_t bytes = 0;
+        for_each_parquet_text(
+            file, options.text_field,
+            [&](std::string_view text, std::uint64_t row, int) {
+                bytes += text.size();
+                if (bytes > options.max_bytes)
+                    throw lumi::Error(file.string() + ": the text column holds more than " +
+                                      std::to_string(options.max_bytes) +
+                                      " bytes, the limit for one file (max_file_bytes)");
+                if (!detail::blank(text)) out.records.push_back(detail::make_record(text, row));
+            },
+            [&](std::uint64_t row, int row_group) {
+                const std::string message = parquet_origin(file, row, row_group) + ": the \"" +
+                                            options.text_field + "\" cell is null";
+                if (!options.skip_malformed) throw lumi::Error(message);
+                ++out.missing_field;
+                if (out.problems.size() < max_problems_kept) out.problems.push_back(message);
+            });
+        return out;
+    }
     std::string bytes = read_decompressed(file, options.compression, options.max_bytes);
     std::string_view text = bytes;
     if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a byte order mark is not text
     const SourceFormat format = options.format == SourceFormat::detect ? detect_format(file) : options.format;
-    FileRecords out;
 
     if (format == SourceFormat::text) {
         if (options.unit == TextUnit::file) {

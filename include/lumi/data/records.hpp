@@ -1,0 +1,132 @@
+#pragma once
+
+// Dataset records, as the instruction and preference stages read them: a JSON array or JSON lines (either
+// optionally gzip- or zstd-compressed) or Parquet (each row an object of its columns, read by row group),
+// from one file or every such file of a folder.
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "lumi/core/error.hpp"
+#include "lumi/data/parquet.hpp"
+#include "lumi/data/sources.hpp"
+
+namespace lumi::data {
+
+namespace json = boost::json;
+
+// A record that cannot be used (a missing field, ...): the reader adds the file and line.
+class RecordError : public lumi::Error {
+  public:
+    using lumi::Error::Error;
+};
+
+// The files a folder contributes to a dataset, by name.
+inline const std::vector<std::string> dataset_file_globs = {"*.parquet",  "*.pq",        "*.json",
+                                                            "*.jsonl",    "*.ndjson",    "*.json.gz",
+                                                            "*.jsonl.gz", "*.jsonl.zst", "*.json.zst"};
+
+// The dataset's files: `path` itself, or the files of the folder `path` matching dataset_file_globs (sorted,
+// subfolders included, as Hugging Face's data/ and refs/convert/parquet folders hold their shards).
+inline std::vector<std::filesystem::path> dataset_files(const std::filesystem::path& path) {
+    std::vector<std::filesystem::path> files = list_files(path, dataset_file_globs);
+    if (files.empty())
+        throw lumi::Error(path.string() +
+                          ": the folder has no dataset files (*.parquet, *.json, *.jsonl, "
+                          "optionally .gz or .zst)");
+    return files;
+}
+
+namespace detail {
+
+// Calls f(record, origin) for each record of a JSON array or JSON lines text; returns the records skipped.
+template <class F>
+std::uint64_t for_each_json_record(const std::string& text, const std::string& file, bool skip_malformed,
+                                   F&& f) {
+    auto parse = [](std::string_view json_text, json::error_code& error, std::size_t& consumed) {
+        json::stream_parser parser;
+        consumed = parser.write(json_text.data(), json_text.size(), error);
+        if (!error) parser.finish(error);
+        return error ? json::value() : parser.release();
+    };
+    auto call = [&](const json::value& record, const std::string& origin) -> bool {
+        try {
+            f(record, origin);
+        } catch (const RecordError& e) {
+            if (!skip_malformed) throw lumi::Error(origin + ": " + e.what());
+            return false;
+        }
+        return true;
+    };
+    const std::size_t first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) throw lumi::Error(file + ": empty file: no records");
+    std::uint64_t skipped = 0;
+    if (text[first] == '[') {
+        json::error_code error;
+        std::size_t consumed = 0;
+        const json::value document = parse(text, error, consumed);
+        if (error) {
+            const std::size_t line =
+                1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(consumed), '\n');
+            throw lumi::Error(file + ":" + std::to_string(line) + ": invalid JSON: " + error.message());
+        }
+        const json::array& array = document.as_array();
+        for (std::size_t i = 0; i < array.size(); ++i)
+            if (!call(array[i], file + "[" + std::to_string(i) + "]")) ++skipped;
+        return skipped;
+    }
+    for_each_line(text, [&](std::string_view line, std::uint64_t number) {
+        if (blank(line)) return;
+        const std::string origin = file + ":" + std::to_string(number);
+        json::error_code error;
+        std::size_t consumed = 0;
+        const json::value record = parse(line, error, consumed);
+        if (error) {
+            if (skip_malformed) {
+                ++skipped;
+                return;
+            }
+            throw lumi::Error(origin + ":" + std::to_string(consumed + 1) +
+                              ": invalid JSON: " + error.message());
+        }
+        if (!call(record, origin)) ++skipped;
+    });
+    return skipped;
+}
+
+}  // namespace detail
+
+// Calls f(record, origin) for each record of the dataset at `path` (a file or a folder; see dataset_files),
+// origin naming the file and line, element or Parquet row. A RecordError thrown by f, or a malformed JSON
+// line, is an error naming the origin, or is skipped and counted when `skip_malformed`. Returns the count
+// skipped.
+template <class F>
+std::uint64_t for_each_dataset_record(const std::filesystem::path& path, bool skip_malformed, F&& f) {
+    std::uint64_t skipped = 0;
+    for (const std::filesystem::path& file : dataset_files(path)) {
+        if (!is_parquet(file)) {
+            skipped +=
+                detail::for_each_json_record(read_decompressed(file), file.string(), skip_malformed, f);
+            continue;
+        }
+        for_each_parquet_row(file, {}, [&](const json::value& record, std::uint64_t row, int row_group) {
+            const std::string origin = parquet_origin(file, row, row_group);
+            try {
+                f(record, origin);
+            } catch (const RecordError& e) {
+                if (!skip_malformed) throw lumi::Error(origin + ": " + e.what());
+                ++skipped;
+            }
+        });
+    }
+    return skipped;
+}
+
+}  // namespace lumi::data
