@@ -367,7 +367,13 @@ TEST(Pipeline, ThePretrainRecipeTypesItsSectionsAtLoad) {
     EXPECT_EQ(error({"pretrain.optimizer.muon.lr=-1"}),
               "--set pretrain.optimizer.muon.lr: must be positive (in the optimizer section of recipe "
               "'muon_wsd'; null reads as its defaults)");
-    EXPECT_TRUE(contains(error({"pretrain.recipe=adamw_cosine"}), "pretrain.optimizer.muon: unknown key"));
+    // Naming another recipe drops the default recipe's sections: its own keys read over its defaults, and
+    // the default recipe's keys are unknown to it.
+    const auto named = lumi::config::load<pipeline::PipelineSettings>(
+        std::nullopt, {"pretrain.recipe=adamw_cosine", "pretrain.optimizer.lr=5e-4"});
+    EXPECT_EQ((named.pretrain.typed<lumi::AdamW, lumi::CosineWarmup>().optimizer.lr), 5e-4);
+    EXPECT_TRUE(contains(error({"pretrain.recipe=adamw_cosine", "pretrain.optimizer.muon.lr=0.02"}),
+                         "pretrain.optimizer.muon: unknown key"));
 }
 
 TEST(Derive, FortunesBecomeOneDocumentPerEntry) {

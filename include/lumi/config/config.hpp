@@ -403,6 +403,8 @@ void read_object(const json::value& value, T& out, const Where& where) {
         if (std::find(names.begin(), names.end(), std::string_view(key)) == names.end())
             where.at(key).fail(unknown_key(key, names));
 
+    // An aggregate whose defaults depend on the document (a recipe's sections) adjusts them first.
+    if constexpr (requires(T & t) { t.prepare(*object); }) out.prepare(*object);
     // A missing nested object reads as {}: its defaults are kept and its validate() still runs.
     static const json::value empty_object = json::object();
     boost::pfr::for_each_field(out, [&](auto& field, std::size_t i) {

@@ -74,6 +74,14 @@ struct RecipePretrainSettings {
         visit([](const auto&) {});
     }
 
+    // The sections hold the defaults of `recipe`: a document naming another recipe starts them empty, so its
+    // sections read over that recipe's own defaults.
+    void prepare(const boost::json::object& document) {
+        const boost::json::value* named = document.if_contains("recipe");
+        if (named && named->is_string() && named->as_string() != recipe)
+            optimizer = boost::json::object(), schedule = boost::json::object();
+    }
+
   private:
     template <class T>
     void read_section(const boost::json::value& json, const std::string& name, T& out) const {

@@ -15,9 +15,8 @@ inline constexpr ModelSpec medium{.vocab_size = 32768,
                                   .context = 1024};
 static_assert(parameter_count(medium) == 83'898'880);
 
-// LoRA for fine-tuning (the stage binaries look for `<preset>_lora`): the original's template, rank 32, alpha
-// 64 on q, k, v, o, gate, up, down.
-inline constexpr LoraSpec medium_lora{.rank = 32, .alpha = 64, .dropout = 0.05, .targets = lora::all_roles};
-static_assert(lora::parameter_count(medium, medium_lora) == 4'521'984);
+// The original's LoRA for medium (lora_medium_84m): rank 56, alpha 112 on q, k, v, o, gate, up, down.
+inline constexpr LoraSpec medium_lora{.rank = 56, .alpha = 112, .dropout = 0.05, .targets = lora::all_roles};
+static_assert(lora::parameter_count(medium, medium_lora) == 7'913'472);
 
 }  // namespace lumi::presets

@@ -15,9 +15,8 @@ inline constexpr ModelSpec small{.vocab_size = 32768,
                                  .context = 1024};
 static_assert(parameter_count(small) == 41'686'656);
 
-// LoRA for fine-tuning (the stage binaries look for `<preset>_lora`): the original's template, rank 32, alpha
-// 64 on q, k, v, o, gate, up, down.
-inline constexpr LoraSpec small_lora{.rank = 32, .alpha = 64, .dropout = 0.05, .targets = lora::all_roles};
-static_assert(lora::parameter_count(small, small_lora) == 1'978'368);
+// The original's LoRA for small (lora_small_42m): rank 48, alpha 96 on q, k, v, o, gate, up, down.
+inline constexpr LoraSpec small_lora{.rank = 48, .alpha = 96, .dropout = 0.05, .targets = lora::all_roles};
+static_assert(lora::parameter_count(small, small_lora) == 2'967'552);
 
 }  // namespace lumi::presets
