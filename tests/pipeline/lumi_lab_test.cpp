@@ -99,6 +99,7 @@ TEST(LumiLabImport, TinyLoadsStrictlyWithTheOriginalsNumbers) {
         EXPECT_EQ(*source.weight, 0.25);
         EXPECT_EQ(*source.weight * double(*s.corpus.budget.tokens), 150'000'000.0);
         EXPECT_EQ(source.match, std::vector<std::string>{"*.parquet"});
+        EXPECT_EQ(source.format, lumi::data::SourceFormat::parquet);
     }
     EXPECT_EQ(names, (std::vector<std::string>{"c4_full", "gutenberg_full", "fineweb_full",
                                                "vietgpt_wikipedia_full"}));
@@ -139,6 +140,11 @@ TEST(LumiLabImport, TinyLoadsStrictlyWithTheOriginalsNumbers) {
     for (const auto& d : s.sft_corpus.datasets) EXPECT_EQ(d.max_tokens, 5'000'000u);  // 15M in three
     EXPECT_EQ(s.sft_corpus.datasets[0].path, "{data}/OpenAssistant/oasst1/default/train");
     EXPECT_EQ(s.sft_corpus.datasets[0].language, "en");
+    // Each reader from the fields the original reads: OASST1's trees, WizardLM as Alpaca, OpenOrca.
+    EXPECT_EQ(s.sft_corpus.datasets[0].format, lumi::data::SftFormat::oasst);
+    EXPECT_EQ(s.sft_corpus.datasets[1].format, lumi::data::SftFormat::alpaca);
+    EXPECT_EQ(s.sft_corpus.datasets[2].format, lumi::data::SftFormat::orca);
+    EXPECT_EQ(s.dpo_corpus.datasets.at(0).format, lumi::data::PreferenceFormat::hh_rlhf);
     EXPECT_EQ(s.sft_corpus.sequence_length, 1024u);
     EXPECT_EQ(s.instructions.source, pipeline::InstructionSource::datasets);
 

@@ -595,7 +595,7 @@ class LumiLabImporter {
             s.name = std::string(name);
             s.paths = {lab::hub_path(settings_.data, d, at)};
             s.match = {"*.parquet"};
-            s.format = data::SourceFormat::detect;
+            s.format = data::SourceFormat::parquet;
             s.text_field = text_key(d, at + ".text_keys");
             s.weight = d.get<double>(at + ".weight");
             const auto budget = d.get_optional<double>(at + ".token_budget");
@@ -1117,8 +1117,8 @@ class LumiLabImporter {
                 map("datasets[*].subset", "sft_corpus.datasets[].path (`default` when null)"),
                 map("datasets[*].split", "sft_corpus.datasets[].path"),
                 check("datasets[*].text_fields.*",
-                      "the fields of lumi's reader for the data set (alpaca, dolly, oasst, orca), which "
-                      "sft_corpus.datasets[].format detects"),
+                      "the fields of lumi's reader for the data set: sft_corpus.datasets[].format alpaca, "
+                      "dolly, oasst or orca"),
                 map("datasets[*].weight", "the dataset's share of target_tokens (datasets[].max_tokens)"),
                 check("datasets[*].custom_processing.conversation_tree",
                       "lumi's oasst reader follows each tree's best-ranked thread", is(true)),
@@ -1165,10 +1165,9 @@ class LumiLabImporter {
         s.datasets.clear();
         for (std::size_t i = 0; i < n; ++i) {
             const std::string at = "datasets[" + std::to_string(i) + "]";
-            sft_reader(d, at);
             data::SftDataset dataset;
             dataset.path = lab::hub_path(settings_.data, d, at);
-            dataset.format = data::SftFormat::detect;
+            dataset.format = config::from_json<data::SftFormat>(json::string(sft_reader(d, at)), d.file);
             const double weight = d.get_optional<double>(at + ".weight").value_or(1.0);
             if (by_tokens)
                 dataset.max_tokens = std::uint64_t(std::llround(double(*target) * weight / weights));
@@ -1248,8 +1247,8 @@ class LumiLabImporter {
                 map("datasets[*].subset", "dpo_corpus.datasets[].path (`default` when null)"),
                 map("datasets[*].split", "dpo_corpus.datasets[].path"),
                 check("datasets[*].text_fields.*",
-                      "the fields of lumi's reader for the data set (hh_rlhf or pairs), which "
-                      "dpo_corpus.datasets[].format detects"),
+                      "the fields of lumi's reader for the data set: dpo_corpus.datasets[].format hh_rlhf "
+                      "(parse_conversation) or pairs"),
                 map("datasets[*].max_samples", "dpo_corpus.datasets[].max_pairs (0 when null)"),
                 check("datasets[*].processing.parse_conversation",
                       "lumi's hh_rlhf reader takes the prompt both transcripts share", is(true)),
@@ -1297,7 +1296,9 @@ class LumiLabImporter {
                        "the transcripts (hh_rlhf) or from prompt/question and system (pairs)");
             data::PreferenceSource source;
             source.path = lab::hub_path(settings_.data, d, at);
-            source.format = data::PreferenceFormat::detect;
+            source.format = d.get_optional<bool>(at + ".processing.parse_conversation").value_or(false)
+                                ? data::PreferenceFormat::hh_rlhf
+                                : data::PreferenceFormat::pairs;
             source.max_pairs = d.get_optional<std::uint64_t>(at + ".max_samples").value_or(0);
             p.datasets.push_back(std::move(source));
         }
