@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         // The effective settings are written inside the output directory (config.json), with the manifest.
-        const auto report = lumi::data::pack_dataset(settings, encode, lumi::data::tokenizer_info(tokenizer));
+        const auto report =
+            lumi::data::pack_dataset(settings, encode, lumi::data::tokenizer_info(tokenizer), true);
 
         std::cout << "tokenizer " << tokenizer.sha256() << " (vocabulary " << tokenizer.vocab_size() << ")\n"
                   << "corpus " << report.files << " files, " << std::fixed << std::setprecision(1)

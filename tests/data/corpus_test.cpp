@@ -214,6 +214,29 @@ TEST(PrepareCorpus, DropsExactAndNearDuplicatesAcrossFilesAndSources) {
     EXPECT_TRUE(contains(texts, unrelated));
     EXPECT_FALSE(contains(texts, one_word_changed));
 
+    // A file per batch: the indexes carry over, so the same documents are duplicates.
+    settings.output = dir / "batched";
+    settings.batch_bytes = 1;
+    const CorpusReport batched = prepare_corpus(settings);
+    EXPECT_EQ(batched.sources[0].exact_duplicates, 1u);
+    EXPECT_EQ(batched.sources[0].near_duplicates, 1u);
+    EXPECT_EQ(batched.sources[1].exact_duplicates, 1u);
+    EXPECT_EQ(all_shard_bytes(dir / "batched"), all_shard_bytes(dir / "corpus"));
+
+    // A near-duplicate index with room for one document still compares with it, and says it is full.
+    settings.output = dir / "bounded";
+    settings.dedup.exact = false;
+    settings.dedup.max_index_bytes = NearDuplicateIndex(128, 0.8).bytes_per_document();
+    const CorpusReport bounded = prepare_corpus(settings);
+    EXPECT_EQ(bounded.sources[0].near_duplicates, 2u);  // the edit and the repeat, of the first document
+    ASSERT_EQ(bounded.warnings.size(), 1u);
+    EXPECT_NE(bounded.warnings[0].find("the near-duplicate index reached dedup.max_index_bytes"),
+              std::string::npos);
+    EXPECT_EQ(bounded.sources[1].near_duplicates, 1u);
+    settings.dedup.exact = true;
+    settings.dedup.max_index_bytes = 1ULL << 30;
+    settings.output = dir / "corpus";
+
     settings.dedup.threshold = 0.99;  // the edit (Jaccard about 0.95) no longer counts as a duplicate
     EXPECT_EQ(prepare_corpus(settings).sources[0].near_duplicates, 0u);
     settings.dedup.exact = false;

@@ -91,6 +91,30 @@ TEST(Parquet, CorpusStageReadsAFolderOfShardsAsTheJsonLinesSource) {
               lumi::read_file(dir / "jsonl" / "shard_00000.jsonl"));
 }
 
+TEST(Parquet, TheCorpusIsTheSameForAnyBatchSize) {
+    const fs::path dir = lumi::test::fresh_directory("parquet_batches");
+    auto run = [&](const std::string& name, std::uint64_t batch_bytes) {
+        CorpusSettings settings;
+        settings.output = dir / name;
+        settings.sources = {CorpusSource{.name = "duplicates", .paths = {written("duplicates.parquet")}}};
+        settings.batch_bytes = batch_bytes;
+        settings.threads = 2;
+        settings.validate();
+        return prepare_corpus(settings);
+    };
+    const CorpusReport whole = run("whole", 1 << 28);
+    const CorpusReport batched = run("batched", 1000);  // a few rows at a time
+    EXPECT_EQ(whole.records, 300u);
+    EXPECT_GT(whole.sources[0].exact_duplicates, 100u);
+    EXPECT_GT(whole.sources[0].near_duplicates, 10u);
+    EXPECT_EQ(batched.sources[0].exact_duplicates, whole.sources[0].exact_duplicates);
+    EXPECT_EQ(batched.sources[0].near_duplicates, whole.sources[0].near_duplicates);
+    EXPECT_EQ(batched.documents, whole.documents);
+    ASSERT_EQ(batched.shards.size(), whole.shards.size());
+    EXPECT_EQ(batched.shards[0].sha256, whole.shards[0].sha256);
+    EXPECT_FALSE(fs::exists(dir / "batched" / ".kept_texts"));  // the scratch file stays out of the output
+}
+
 TEST(Parquet, InstructionDatasetsReadAsTheirJsonLinesTwins) {
     for (const std::string name : {"orca", "sharegpt", "oasst"}) {
         const SftReadResult parquet = read_sft_dataset({.path = written(name + ".parquet")});

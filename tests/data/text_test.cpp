@@ -218,9 +218,17 @@ TEST(CorpusDedup, BandingSeparatesTheThreshold) {
 
 TEST(CorpusDedup, ExactIndexComparesTextsOnAHashMatch) {
     ExactDuplicateIndex index;
-    EXPECT_TRUE(index.insert(1, "a"));
-    EXPECT_TRUE(index.insert(1, "b"));  // a collision, not a duplicate
-    EXPECT_FALSE(index.insert(1, "a"));
+    std::vector<std::string> kept;
+    auto insert = [&](std::uint64_t hash, const std::string& text) {
+        const bool added =
+            index.insert(hash, text, kept.size(), [&](std::uint64_t id) { return kept.at(id); });
+        if (added) kept.push_back(text);
+        return added;
+    };
+    EXPECT_TRUE(insert(1, "a"));
+    EXPECT_TRUE(insert(1, "b"));  // a collision, not a duplicate
+    EXPECT_FALSE(insert(1, "a"));
+    EXPECT_TRUE(insert(2, "a"));  // only texts of the same hash are compared
     EXPECT_NE(hash_bytes("abc"), hash_bytes("abd"));
     EXPECT_EQ(hash_bytes("a longer text of several words"), hash_bytes("a longer text of several words"));
 }

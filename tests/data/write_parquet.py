@@ -42,6 +42,16 @@ def main(folder):
         write(shards, f"train-{k:05d}-of-00002.parquet", table, 7, compression="snappy")
     with open(os.path.join(folder, "corpus_shards", "README.md"), "w") as out:
         out.write("not a shard\n")
+    # Duplicates for the batch tests: exact repeats and near variants, spread over 30 row groups of 10 rows.
+    words = ["river", "stone", "cloud", "lamp", "field", "winter", "harbour", "engine", "garden", "letter"]
+    dups = []
+    for i in range(300):
+        base = i % 40
+        text = " ".join(words[(base * 7 + k) % 10] + str((base * 13 + k) % 97) for k in range(40))
+        if i % 3 == 1:
+            text += " and one more word"
+        dups.append(text)
+    write(folder, "duplicates.parquet", pa.table({"text": pa.array(dups, pa.string())}), 10)
     # A text column that holds numbers.
     write(folder, "numbers.parquet", pa.table({"text": pa.array([1, 2, 3], pa.int64())}), 2)
 

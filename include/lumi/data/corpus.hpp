@@ -24,12 +24,23 @@
 // budget.on_shortfall = warn a warning and a shortfall count in the manifest.
 //
 // Every step is a function of the settings and the input bytes: the same seed gives the same shards on any
-// number of threads. The whole corpus is held in memory (about twice its text).
+// number of threads and any batch_bytes.
+//
+// Memory: documents are read, cleaned and deduplicated batch_bytes at a time (files read whole, a Parquet
+// file in batches), and those that pass go to a scratch file in the staging directory, read back when the
+// shards are written. What stays in memory grows with the number of documents, not their text: 48 bytes for
+// each document kept (offsets, counts), about 40 for the exact-duplicate index, and the near-duplicate index,
+// bounded by dedup.max_index_bytes (docs/data.md).
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <limits>
@@ -51,6 +62,7 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
+#include "lumi/core/progress.hpp"
 #include "lumi/core/sha256.hpp"
 #include "lumi/data/dedup.hpp"
 #include "lumi/data/sources.hpp"
@@ -151,12 +163,17 @@ struct CorpusSettings {
     std::uint64_t seed = 0;     // of sampling and shuffling
     std::uint32_t threads = 0;  // 0: LUMI_THREADS, else every core
     // A source file larger than this, before or after decompression, is an error (a wrong path or a
-    // decompression bomb must not exhaust the memory).
+    // decompression bomb must not exhaust the memory). A text or JSON Lines file is read whole; a Parquet
+    // file is not, and has no limit.
     std::uint64_t max_file_bytes = default_max_file_bytes;
+    // Text read and cleaned at once: small files are read together (in parallel) up to this many bytes, a
+    // Parquet file this much of its text at a time. With the per-document indexes, what bounds memory.
+    std::uint64_t batch_bytes = 256ULL << 20;
 
     void validate() const {
         if (output.empty()) throw config::FieldError("output", "must name a directory");
         if (max_file_bytes == 0) throw config::FieldError("max_file_bytes", "must be at least 1");
+        if (batch_bytes == 0) throw config::FieldError("batch_bytes", "must be at least 1");
         if (sources.empty()) throw config::FieldError("sources", "list at least one source");
         double weights = 0;
         bool weighted = false;
@@ -295,85 +312,6 @@ inline double since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-struct ReadTask {
-    std::uint32_t source;
-    std::filesystem::path file;
-};
-
-// Reads every file (in parallel) into documents, in source, file and record order.
-inline std::vector<Document> read_sources(const CorpusSettings& settings, std::size_t threads,
-                                          CorpusReport& report) {
-    std::vector<ReadTask> tasks;
-    for (std::uint32_t s = 0; s < settings.sources.size(); ++s) {
-        const CorpusSource& source = settings.sources[s];
-        SourceReport& stats = report.sources[s];
-        for (const auto& path : source.paths) {
-            try {
-                for (auto& file : list_files(path, source.match, source.recursive))
-                    tasks.push_back({s, file});
-            } catch (const lumi::Error& error) {
-                if (settings.errors.bad_files == OnError::fail)
-                    throw lumi::Error("source '" + stats.name + "': " + error.what());
-                ++stats.skipped_files;
-                stats.problems.push_back(error.what());
-            }
-        }
-    }
-    std::vector<FileRecords> results(tasks.size());
-    std::vector<std::string> failures(tasks.size());
-    parallel_for(tasks.size(), threads, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t t = begin; t < end; ++t) {
-            const CorpusSource& source = settings.sources[tasks[t].source];
-            const ReadOptions options{source.format,
-                                      source.compression,
-                                      source.unit,
-                                      source.text_field,
-                                      settings.errors.malformed_records == OnError::skip,
-                                      settings.max_file_bytes};
-            try {
-                results[t] = read_records(tasks[t].file, options);
-            } catch (const lumi::Error& error) {
-                failures[t] = error.what();
-            }
-        }
-    });
-
-    std::vector<Document> documents;
-    for (std::size_t t = 0; t < tasks.size(); ++t) {
-        SourceReport& stats = report.sources[tasks[t].source];
-        if (!failures[t].empty()) {
-            if (settings.errors.bad_files == OnError::fail)
-                throw lumi::Error("source '" + stats.name + "': " + failures[t]);
-            ++stats.skipped_files;
-            if (stats.problems.size() < max_problems_kept) stats.problems.push_back(failures[t]);
-            continue;
-        }
-        FileRecords& file = results[t];
-        ++stats.files;
-        stats.records += file.records.size() + file.malformed + file.missing_field;
-        stats.dropped.malformed_record += file.malformed;
-        stats.dropped.missing_field += file.missing_field;
-        for (auto& problem : file.problems)
-            if (stats.problems.size() < max_problems_kept) stats.problems.push_back(std::move(problem));
-        for (Record& record : file.records)
-            documents.push_back(Document{std::move(record.text), tasks[t].source, record.invalid_utf8});
-        file = FileRecords{};
-    }
-
-    for (std::size_t s = 0; s < settings.sources.size(); ++s) {
-        SourceReport& stats = report.sources[s];
-        if (stats.records > 0) continue;
-        std::string paths;
-        for (const auto& path : stats.paths) paths += (paths.empty() ? "" : ", ") + path;
-        const std::string message = "source '" + stats.name + "': no documents in " + paths + " (" +
-                                    std::to_string(stats.files) + " files read, " +
-                                    std::to_string(stats.skipped_files) + " skipped)";
-        if (settings.errors.empty_sources == OnError::fail) throw lumi::Error(message);
-        report.warnings.push_back(message);
-    }
-    return documents;
-}
-
 // Repair or drop ill-formed UTF-8, NFKC, whitespace, length filters; the hash for exact deduplication.
 inline void clean(std::vector<Document>& documents, const CleanSettings& settings, std::size_t threads) {
     parallel_for(documents.size(), threads, [&](std::size_t begin, std::size_t end) {
@@ -396,49 +334,328 @@ inline void clean(std::vector<Document>& documents, const CleanSettings& setting
     });
 }
 
-inline Banding deduplicate(std::vector<Document>& documents, const DedupSettings& settings,
-                           std::size_t threads) {
-    if (settings.exact) {
-        ExactDuplicateIndex index;
-        for (Document& doc : documents)
-            if (doc.fate == Fate::kept && !index.insert(doc.hash, doc.text)) {
-                doc.fate = Fate::exact_duplicate;
-                std::string().swap(doc.text);  // the index holds views of kept texts only
-            }
+// A failure of the stage itself (its scratch file), as opposed to a bad source file that errors.bad_files
+// may skip.
+class StageError : public lumi::Error {
+  public:
+    using lumi::Error::Error;
+};
+
+// The cleaned texts that passed exact deduplication, appended to a file in the staging directory and read
+// back when the shards are written: memory holds the documents being processed, not the corpus.
+class SpillFile {
+  public:
+    explicit SpillFile(std::filesystem::path path) : path_(std::move(path)) {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd_ < 0) throw StageError(path_.string() + ": cannot create: " + std::strerror(errno));
     }
-    if (!settings.near) return Banding{0, 0};
-    NearDuplicateIndex index(settings.permutations, settings.threshold, settings.bands);
-    const MinHash minhash(settings.permutations, settings.seed);
-    std::vector<std::size_t> kept =
-        ranges::views::iota(std::size_t{0}, documents.size()) |
-        ranges::views::filter([&](std::size_t i) { return documents[i].fate == Fate::kept; }) |
-        ranges::to<std::vector>();
-    // Signatures in blocks, computed in parallel and indexed in document order, so memory stays bounded.
-    constexpr std::size_t block = 1 << 14;
-    const std::size_t width = settings.permutations;
-    std::vector<std::uint32_t> signatures(block * width);
-    std::vector<char> has_shingles(block);
-    for (std::size_t first = 0; first < kept.size(); first += block) {
-        const std::size_t count = std::min(block, kept.size() - first);
-        parallel_for(count, threads, [&](std::size_t begin, std::size_t end) {
-            for (std::size_t j = begin; j < end; ++j) {
-                const auto shingles =
-                    shingle_hashes(documents[kept[first + j]].text, settings.shingle, settings.shingle_size);
-                has_shingles[j] = !shingles.empty();
-                minhash.signature(shingles, std::span(signatures.data() + j * width, width));
+    SpillFile(const SpillFile&) = delete;
+    SpillFile& operator=(const SpillFile&) = delete;
+    ~SpillFile() {
+        ::close(fd_);
+        std::error_code ignored;
+        std::filesystem::remove(path_, ignored);
+    }
+
+    std::uint64_t bytes() const { return written_ + pending_.size(); }
+
+    std::uint64_t append(std::string_view text) {
+        const std::uint64_t offset = bytes();
+        pending_ += text;
+        if (pending_.size() >= flush_bytes) flush();
+        return offset;
+    }
+
+    std::string read(std::uint64_t offset, std::uint64_t length) {
+        if (offset + length > written_) flush();
+        std::string out(length, '\0');
+        for (std::uint64_t done = 0; done < length;) {
+            const ssize_t n =
+                ::pread(fd_, out.data() + done, length - done, static_cast<off_t>(offset + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0)
+                throw StageError(path_.string() + ": cannot read back: " +
+                                 (n < 0 ? std::strerror(errno) : "the file is shorter than written"));
+            done += static_cast<std::uint64_t>(n);
+        }
+        return out;
+    }
+
+  private:
+    static constexpr std::size_t flush_bytes = std::size_t{8} << 20;
+
+    void flush() {
+        for (std::size_t done = 0; done < pending_.size();) {
+            const ssize_t n = ::pwrite(fd_, pending_.data() + done, pending_.size() - done,
+                                       static_cast<off_t>(written_ + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw StageError(path_.string() + ": cannot write: " + std::strerror(errno));
+            done += static_cast<std::size_t>(n);
+        }
+        written_ += pending_.size();
+        pending_.clear();
+    }
+
+    std::filesystem::path path_;
+    int fd_ = -1;
+    std::uint64_t written_ = 0;
+    std::string pending_;
+};
+
+// A document that passed cleaning and exact deduplication: its counts, fate and where its text lies.
+struct Entry {
+    std::uint64_t offset = 0, length = 0;  // in the spill file
+    std::uint64_t characters = 0, sentences = 0;
+    std::uint32_t source = 0;
+    Fate fate = Fate::kept;
+};
+
+// Cleans, deduplicates and spills documents a batch at a time, in the order they are read, so each decision
+// is the one a single pass over the whole corpus in that order makes: the same shards for any batch size.
+class CorpusBuilder {
+  public:
+    CorpusBuilder(const CorpusSettings& settings, std::size_t threads, CorpusReport& report,
+                  const std::filesystem::path& spill)
+        : settings_(settings),
+          threads_(threads),
+          report_(report),
+          spill_(spill),
+          near_(settings.dedup.permutations, settings.dedup.threshold, settings.dedup.bands),
+          minhash_(settings.dedup.permutations, settings.dedup.seed) {}
+
+    void add(std::vector<Record>& records, std::uint32_t source) {
+        auto step = std::chrono::steady_clock::now();
+        std::vector<Document> docs;
+        docs.reserve(records.size());
+        for (Record& record : records)
+            docs.push_back(Document{std::move(record.text), source, record.invalid_utf8});
+        records = {};
+        clean(docs, settings_.clean, threads_);
+        report_.clean_seconds += since(step);
+
+        step = std::chrono::steady_clock::now();
+        SourceReport& stats = report_.sources[source];
+        std::vector<std::size_t> kept;
+        const std::size_t first = entries_.size();
+        for (std::size_t i = 0; i < docs.size(); ++i) {
+            Document& doc = docs[i];
+            stats.repaired_documents += doc.invalid_utf8 > 0 && doc.fate != Fate::invalid_utf8;
+            stats.replaced_sequences += doc.fate != Fate::invalid_utf8 ? doc.invalid_utf8 : 0;
+            stats.dropped.invalid_utf8 += doc.fate == Fate::invalid_utf8;
+            stats.dropped.too_short += doc.fate == Fate::too_short;
+            stats.dropped.too_long += doc.fate == Fate::too_long;
+            if (doc.fate != Fate::kept) continue;
+            if (settings_.dedup.exact &&
+                !exact_.insert(doc.hash, doc.text, entries_.size(), [&](std::uint64_t e) {
+                    return spill_.read(entries_[e].offset, entries_[e].length);
+                })) {
+                ++stats.exact_duplicates;
+                continue;
             }
+            entries_.push_back(Entry{spill_.append(doc.text), doc.text.size(), doc.characters, 0, source});
+            kept.push_back(i);
+        }
+        parallel_for(kept.size(), threads_, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t j = begin; j < end; ++j)
+                entries_[first + j].sentences = count_sentences(docs[kept[j]].text);
         });
-        for (std::size_t j = 0; j < count; ++j) {
-            if (!has_shingles[j]) continue;  // no words: nothing to compare
-            const std::span<const std::uint32_t> signature(signatures.data() + j * width, width);
-            if (index.find_or_insert(kept[first + j], signature)) {
-                Document& doc = documents[kept[first + j]];
-                doc.fate = Fate::near_duplicate;
-                std::string().swap(doc.text);
+        if (settings_.dedup.near) near_duplicates(docs, kept, first, stats);
+        report_.dedup_seconds += since(step);
+    }
+
+    std::vector<Entry>& entries() { return entries_; }
+    std::string text(const Entry& entry) { return spill_.read(entry.offset, entry.length); }
+    Banding banding() const { return settings_.dedup.near ? near_.banding() : Banding{0, 0}; }
+    std::uint64_t spill_bytes() const { return spill_.bytes(); }
+
+  private:
+    void near_duplicates(const std::vector<Document>& docs, const std::vector<std::size_t>& kept,
+                         std::size_t first, SourceReport& stats) {
+        // Signatures in blocks, computed in parallel and indexed in document order.
+        constexpr std::size_t block = 1 << 14;
+        const DedupSettings& dedup = settings_.dedup;
+        const std::size_t width = dedup.permutations;
+        signatures_.resize(std::min(block, kept.size()) * width);
+        has_shingles_.resize(std::min(block, kept.size()));
+        for (std::size_t start = 0; start < kept.size(); start += block) {
+            const std::size_t count = std::min(block, kept.size() - start);
+            parallel_for(count, threads_, [&](std::size_t begin, std::size_t end) {
+                for (std::size_t j = begin; j < end; ++j) {
+                    const auto shingles =
+                        shingle_hashes(docs[kept[start + j]].text, dedup.shingle, dedup.shingle_size);
+                    has_shingles_[j] = !shingles.empty();
+                    minhash_.signature(shingles, std::span(signatures_.data() + j * width, width));
+                }
+            });
+            for (std::size_t j = 0; j < count; ++j) {
+                if (!has_shingles_[j]) continue;  // no words: nothing to compare
+                const bool room = dedup.max_index_bytes == 0 ||
+                                  near_.bytes() + near_.bytes_per_document() <= dedup.max_index_bytes;
+                if (!room && !full_) {
+                    full_ = true;
+                    report_.warnings.push_back(
+                        "the near-duplicate index reached dedup.max_index_bytes (" +
+                        grouped(dedup.max_index_bytes) + ") after " + grouped(near_.size()) +
+                        " documents: later documents are compared with those, not added");
+                }
+                const std::size_t id = first + start + j;
+                if (near_.find_or_insert(id, std::span(signatures_.data() + j * width, width), room)) {
+                    entries_[id].fate = Fate::near_duplicate;
+                    ++stats.near_duplicates;
+                }
             }
         }
     }
-    return index.banding();
+
+    const CorpusSettings& settings_;
+    std::size_t threads_;
+    CorpusReport& report_;
+    SpillFile spill_;
+    std::vector<Entry> entries_;
+    ExactDuplicateIndex exact_;
+    NearDuplicateIndex near_;
+    MinHash minhash_;
+    std::vector<std::uint32_t> signatures_;
+    std::vector<char> has_shingles_;
+    bool full_ = false;
+};
+
+// Inputs smaller than this take seconds: no progress lines.
+inline constexpr std::uint64_t progress_min_bytes = 64ULL << 20;
+
+struct ReadTask {
+    std::uint32_t source;
+    std::filesystem::path file;
+};
+
+// Reads every source file in source, file and record order into `builder`: text and JSON Lines files in
+// parallel, as many at a time as fit in settings.batch_bytes; a Parquet file alone, batch_bytes of its text
+// at a time.
+inline void read_sources(const CorpusSettings& settings, std::size_t threads, CorpusReport& report,
+                         CorpusBuilder& builder, bool show_progress) {
+    std::vector<ReadTask> tasks;
+    for (std::uint32_t s = 0; s < settings.sources.size(); ++s) {
+        const CorpusSource& source = settings.sources[s];
+        SourceReport& stats = report.sources[s];
+        for (const auto& path : source.paths) {
+            try {
+                for (auto& file : list_files(path, source.match, source.recursive))
+                    tasks.push_back({s, file});
+            } catch (const lumi::Error& error) {
+                if (settings.errors.bad_files == OnError::fail)
+                    throw lumi::Error("source '" + stats.name + "': " + error.what());
+                ++stats.skipped_files;
+                stats.problems.push_back(error.what());
+            }
+        }
+    }
+    // Progress in MiB of source files read.
+    std::uint64_t total_bytes = 0, done_bytes = 0;
+    std::vector<std::uint64_t> sizes;
+    for (const ReadTask& task : tasks) {
+        std::error_code error;
+        sizes.push_back(std::filesystem::file_size(task.file, error));
+        if (error) sizes.back() = 0;
+        total_bytes += sizes.back();
+    }
+    std::optional<ProgressBar> progress;
+    if (show_progress && total_bytes >= progress_min_bytes)
+        progress.emplace("corpus MiB", std::int64_t(total_bytes >> 20), 0);
+    const auto started = std::chrono::steady_clock::now();
+    auto advance = [&](std::size_t task) {
+        done_bytes += sizes[task];
+        if (!progress) return;
+        const double mib = double(done_bytes) / (1 << 20);
+        progress->update(std::int64_t(done_bytes >> 20), 0,
+                         fixed(mib / std::max(since(started), 1e-9), 1) + " MiB/s, " +
+                             grouped(builder.entries().size()) + " documents kept");
+    };
+    auto options_of = [&](const ReadTask& task) {
+        const CorpusSource& source = settings.sources[task.source];
+        return ReadOptions{source.format,
+                           source.compression,
+                           source.unit,
+                           source.text_field,
+                           settings.errors.malformed_records == OnError::skip,
+                           settings.max_file_bytes};
+    };
+    auto parquet = [&](const ReadTask& task) {
+        const SourceFormat format = settings.sources[task.source].format;
+        return format == SourceFormat::parquet || (format == SourceFormat::detect && is_parquet(task.file));
+    };
+    auto failed = [&](const ReadTask& task, const std::string& what) {
+        SourceReport& stats = report.sources[task.source];
+        if (settings.errors.bad_files == OnError::fail)
+            throw lumi::Error("source '" + stats.name + "': " + what);
+        ++stats.skipped_files;
+        if (stats.problems.size() < max_problems_kept) stats.problems.push_back(what);
+    };
+    auto take = [&](FileRecords& file, std::uint32_t source) {
+        SourceReport& stats = report.sources[source];
+        stats.records += file.records.size() + file.malformed + file.missing_field;
+        stats.dropped.malformed_record += file.malformed;
+        stats.dropped.missing_field += file.missing_field;
+        for (auto& problem : file.problems)
+            if (stats.problems.size() < max_problems_kept) stats.problems.push_back(std::move(problem));
+        builder.add(file.records, source);
+        file = FileRecords{};
+    };
+
+    for (std::size_t t = 0; t < tasks.size();) {
+        if (parquet(tasks[t])) {
+            // A damaged file fails where the damage is: with bad_files = skip, its earlier row groups stay.
+            try {
+                read_record_batches(tasks[t].file, options_of(tasks[t]), settings.batch_bytes,
+                                    [&](FileRecords& batch) { take(batch, tasks[t].source); });
+                ++report.sources[tasks[t].source].files;
+            } catch (const StageError&) {
+                throw;
+            } catch (const lumi::Error& error) {
+                failed(tasks[t], error.what());
+            }
+            advance(t);
+            ++t;
+            continue;
+        }
+        std::size_t end = t;
+        for (std::uint64_t bytes = 0; end < tasks.size() && !parquet(tasks[end]); ++end) {
+            if (end > t && bytes + sizes[end] > settings.batch_bytes) break;
+            bytes += sizes[end];
+        }
+        std::vector<FileRecords> results(end - t);
+        std::vector<std::string> failures(end - t);
+        parallel_for(end - t, threads, [&](std::size_t begin, std::size_t stop) {
+            for (std::size_t k = begin; k < stop; ++k) {
+                try {
+                    results[k] = read_records(tasks[t + k].file, options_of(tasks[t + k]));
+                } catch (const lumi::Error& error) {
+                    failures[k] = error.what();
+                }
+            }
+        });
+        for (std::size_t k = 0; k < end - t; ++k) {
+            if (failures[k].empty()) {
+                ++report.sources[tasks[t + k].source].files;
+                take(results[k], tasks[t + k].source);
+            } else {
+                failed(tasks[t + k], failures[k]);
+            }
+            advance(t + k);
+        }
+        t = end;
+    }
+
+    for (std::size_t s = 0; s < settings.sources.size(); ++s) {
+        SourceReport& stats = report.sources[s];
+        if (stats.records > 0) continue;
+        std::string paths;
+        for (const auto& path : stats.paths) paths += (paths.empty() ? "" : ", ") + path;
+        const std::string message = "source '" + stats.name + "': no documents in " + paths + " (" +
+                                    std::to_string(stats.files) + " files read, " +
+                                    std::to_string(stats.skipped_files) + " skipped)";
+        if (settings.errors.empty_sources == OnError::fail) throw lumi::Error(message);
+        report.warnings.push_back(message);
+    }
 }
 
 // Each source's target in characters (see the header comment), or none for "all of it".
@@ -479,20 +696,18 @@ inline std::vector<std::optional<std::uint64_t>> targets(const CorpusSettings& s
 }
 
 // Marks the documents a source does not take for its target as not sampled.
-inline void sample(std::vector<Document>& documents, const std::vector<std::size_t>& candidates,
+inline void sample(std::vector<Entry>& entries, const std::vector<std::size_t>& candidates,
                    std::uint64_t target, std::uint64_t shortest, std::uint64_t seed) {
     std::vector<std::size_t> order = candidates;
     shuffle(order, seed);
     std::uint64_t taken = 0;
     for (const std::size_t i : order) {
-        Document& doc = documents[i];
+        Entry& entry = entries[i];
         // Whole documents only: skip one that would overshoot, stop when none could fit.
-        if (taken + shortest <= target && taken + doc.characters <= target) {
-            taken += doc.characters;
-        } else {
-            doc.fate = Fate::not_sampled;
-            std::string().swap(doc.text);
-        }
+        if (taken + shortest <= target && taken + entry.characters <= target)
+            taken += entry.characters;
+        else
+            entry.fate = Fate::not_sampled;
     }
 }
 
@@ -649,7 +864,8 @@ inline std::string data_card(const CorpusSettings& settings, const CorpusReport&
 }  // namespace detail
 
 // Reads, cleans, deduplicates and samples the sources and writes the corpus directory (see the header
-// comment). `log`, when given, gets a line per step. Throws lumi::Error, leaving no output behind.
+// comment). `log`, when given, gets a line per step, and stderr the reading's progress (a bar on a terminal).
+// Throws lumi::Error, leaving no output behind.
 inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream* log = nullptr) {
     using namespace detail;
     namespace json = boost::json;
@@ -667,56 +883,29 @@ inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream*
         report.sources.push_back(std::move(stats));
     }
 
-    auto step = std::chrono::steady_clock::now();
-    std::vector<Document> documents = read_sources(settings, threads, report);
-    report.read_seconds = since(step);
+    StagedDirectory directory(settings.output);
+    std::optional<CorpusBuilder> builder;
+    builder.emplace(settings, threads, report, directory.path() / ".kept_texts");
+    read_sources(settings, threads, report, *builder, log != nullptr);
+    report.banding = builder->banding();
+    report.read_seconds = since(start) - report.clean_seconds - report.dedup_seconds;
     report.records = ranges::accumulate(report.sources | ranges::views::transform(&SourceReport::records),
                                         std::uint64_t{0});
     if (log)
         *log << "read " << grouped(report.records) << " records from " << settings.sources.size()
-             << " sources in " << fixed(report.read_seconds, 2) << " s\n";
+             << " sources in " << fixed(report.read_seconds, 2) << " s, cleaned in "
+             << fixed(report.clean_seconds, 2) << " s, deduplicated in " << fixed(report.dedup_seconds, 2)
+             << " s (" << grouped(builder->spill_bytes()) << " bytes of text kept on disk)\n";
 
-    step = std::chrono::steady_clock::now();
-    clean(documents, settings.clean, threads);
-    report.clean_seconds = since(step);
-    step = std::chrono::steady_clock::now();
-    report.banding = deduplicate(documents, settings.dedup, threads);
-    report.dedup_seconds = since(step);
-
+    std::vector<Entry>& entries = builder->entries();
     std::vector<std::vector<std::size_t>> available(settings.sources.size());
-    for (std::size_t i = 0; i < documents.size(); ++i) {
-        const Document& doc = documents[i];
-        SourceReport& stats = report.sources[doc.source];
-        stats.repaired_documents += doc.invalid_utf8 > 0 && doc.fate != Fate::invalid_utf8;
-        stats.replaced_sequences += doc.fate != Fate::invalid_utf8 ? doc.invalid_utf8 : 0;
-        switch (doc.fate) {
-            case Fate::kept:
-                available[doc.source].push_back(i);
-                ++stats.available_documents;
-                stats.available_characters += doc.characters;
-                break;
-            case Fate::invalid_utf8:
-                ++stats.dropped.invalid_utf8;
-                break;
-            case Fate::too_short:
-                ++stats.dropped.too_short;
-                break;
-            case Fate::too_long:
-                ++stats.dropped.too_long;
-                break;
-            case Fate::exact_duplicate:
-                ++stats.exact_duplicates;
-                break;
-            case Fate::near_duplicate:
-                ++stats.near_duplicates;
-                break;
-            case Fate::not_sampled:
-                break;
-        }
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].fate != Fate::kept) continue;
+        SourceReport& stats = report.sources[entries[i].source];
+        available[entries[i].source].push_back(i);
+        ++stats.available_documents;
+        stats.available_characters += entries[i].characters;
     }
-    if (log)
-        *log << "cleaned in " << fixed(report.clean_seconds, 2) << " s, deduplicated in "
-             << fixed(report.dedup_seconds, 2) << " s\n";
 
     const auto wanted = targets(settings, report.sources);
     for (std::size_t s = 0; s < settings.sources.size(); ++s) {
@@ -734,24 +923,18 @@ inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream*
             report.warnings.push_back(message);
             stats.shortfall_characters = *wanted[s] - stats.available_characters;
         }
-        sample(documents, available[s], *wanted[s], settings.clean.min_characters,
+        sample(entries, available[s], *wanted[s], settings.clean.min_characters,
                mix64(settings.seed ^ mix64(s + 1)));
     }
 
     std::vector<std::size_t> order =
-        ranges::views::iota(std::size_t{0}, documents.size()) |
-        ranges::views::filter([&](std::size_t i) { return documents[i].fate == Fate::kept; }) |
+        ranges::views::iota(std::size_t{0}, entries.size()) |
+        ranges::views::filter([&](std::size_t i) { return entries[i].fate == Fate::kept; }) |
         ranges::to<std::vector>();
     if (order.empty()) throw lumi::Error("no documents are left after cleaning, deduplication and sampling");
     if (settings.shuffle) shuffle(order, mix64(settings.seed ^ 0x5EEDULL));
 
-    std::vector<std::uint64_t> sentences(order.size());
-    parallel_for(order.size(), threads, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t j = begin; j < end; ++j) sentences[j] = count_sentences(documents[order[j]].text);
-    });
-
-    step = std::chrono::steady_clock::now();
-    StagedDirectory directory(settings.output);
+    const auto step = std::chrono::steady_clock::now();
     std::string shard;
     std::uint64_t shard_documents = 0;
     auto flush = [&] {
@@ -764,8 +947,9 @@ inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream*
         shard_documents = 0;
     };
     for (std::size_t j = 0; j < order.size(); ++j) {
-        const Document& doc = documents[order[j]];
-        const std::string line = "{\"text\": " + json::serialize(json::string_view(doc.text)) + "}\n";
+        const Entry& doc = entries[order[j]];
+        const std::string line =
+            "{\"text\": " + json::serialize(json::string_view(builder->text(doc))) + "}\n";
         const bool full =
             (settings.shards.max_documents > 0 && shard_documents >= settings.shards.max_documents) ||
             (settings.shards.max_bytes > 0 && shard.size() + line.size() > settings.shards.max_bytes);
@@ -775,9 +959,10 @@ inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream*
         SourceReport& stats = report.sources[doc.source];
         ++stats.documents;
         stats.characters += doc.characters;
-        stats.sentences += sentences[j];
+        stats.sentences += doc.sentences;
     }
     flush();
+    builder.reset();  // its scratch file must not reach the output
 
     for (SourceReport& stats : report.sources) {
         stats.estimated_tokens = estimate_tokens(stats.characters, cpt);

@@ -38,6 +38,10 @@ struct DedupSettings {
     std::uint32_t permutations = 128;  // MinHash signature length
     std::uint32_t bands = 0;           // LSH bands; 0: those that best separate `threshold` (as datasketch)
     std::uint64_t seed = 1;            // of the MinHash permutations
+    // Memory of the near-duplicate index (bytes_per_document() each: about 1.2 KB at 128 permutations); once
+    // full, later documents are still compared with the indexed ones but not added (a warning says from
+    // which). 0: no limit.
+    std::uint64_t max_index_bytes = 1ULL << 30;
 
     void validate() const {
         if (!(threshold > 0.0 && threshold <= 1.0))
@@ -233,20 +237,21 @@ inline Banding optimal_banding(double threshold, std::uint32_t permutations) {
     return best;
 }
 
-// The documents kept so far, by normalised text: insert() is false for a text seen before.
+// The documents kept so far, by normalised text: insert() is false for a text seen before. The index holds
+// hashes and ids only; on a hash match it compares the texts, asking `text_of(id)` for the kept one.
 class ExactDuplicateIndex {
   public:
-    // `text` must outlive the index (it is compared on a hash match, never copied).
-    bool insert(std::uint64_t hash, std::string_view text) {
+    template <class TextOf>
+    bool insert(std::uint64_t hash, std::string_view text, std::uint64_t id, TextOf&& text_of) {
         const auto [begin, end] = seen_.equal_range(hash);
         for (auto it = begin; it != end; ++it)
-            if (it->second == text) return false;
-        seen_.emplace(hash, text);
+            if (text_of(it->second) == text) return false;
+        seen_.emplace(hash, id);
         return true;
     }
 
   private:
-    std::unordered_multimap<std::uint64_t, std::string_view> seen_;
+    std::unordered_multimap<std::uint64_t, std::uint64_t> seen_;
 };
 
 // The signatures of the documents kept so far, bucketed by band. find_or_insert() returns the id of a kept
@@ -262,7 +267,15 @@ class NearDuplicateIndex {
     const Banding& banding() const { return banding_; }
     std::size_t size() const { return ids_.size(); }
 
-    std::optional<std::uint64_t> find_or_insert(std::uint64_t id, std::span<const std::uint32_t> signature) {
+    // What one more kept document costs: its signature, id, band links and their hash-map entries.
+    std::uint64_t bytes_per_document() const {
+        return 4ULL * permutations_ + 8 + banding_.bands * (4ULL + bytes_per_key);
+    }
+    std::uint64_t bytes() const { return ids_.size() * bytes_per_document(); }
+
+    // `insert` false: compare only (the index is full).
+    std::optional<std::uint64_t> find_or_insert(std::uint64_t id, std::span<const std::uint32_t> signature,
+                                                bool insert = true) {
         const std::uint32_t position = static_cast<std::uint32_t>(ids_.size());
         std::vector<std::uint64_t> keys(banding_.bands);
         for (std::uint32_t band = 0; band < banding_.bands; ++band) {
@@ -278,6 +291,7 @@ class NearDuplicateIndex {
                 if (estimated_jaccard(signature, kept) >= threshold_) return ids_[at];
             }
         }
+        if (!insert) return std::nullopt;
         signatures_.insert(signatures_.end(), signature.begin(), signature.end());
         ids_.push_back(id);
         for (std::uint32_t band = 0; band < banding_.bands; ++band) {
@@ -290,6 +304,7 @@ class NearDuplicateIndex {
 
   private:
     static constexpr std::uint32_t none = std::numeric_limits<std::uint32_t>::max();
+    static constexpr std::uint64_t bytes_per_key = 40;  // an unordered_map node and its bucket, libstdc++
 
     std::uint32_t permutations_;
     double threshold_;

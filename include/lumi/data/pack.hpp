@@ -12,12 +12,15 @@
 // The library does not depend on the tokenizer type: it takes an encoder (text -> ids, called from several
 // threads at once) and the tokenizer's identity (SHA-256, vocabulary size, EOS id).
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -29,6 +32,7 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
+#include "lumi/core/progress.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/data/records.hpp"
 
@@ -235,8 +239,10 @@ class TokenStream {
 }  // namespace detail
 
 // Packs settings.corpus into settings.output (replaced atomically). Returns what it wrote.
+// `show_progress`: a bar on stderr (plain lines when it is not a terminal) for corpora of 64 MiB or more.
 template <Encoder Encode>
-PackReport pack_dataset(const PackSettings& settings, const Encode& encode, const TokenizerInfo& tokenizer) {
+PackReport pack_dataset(const PackSettings& settings, const Encode& encode, const TokenizerInfo& tokenizer,
+                        bool show_progress = false) {
     namespace fs = std::filesystem;
     settings.validate();
     check_tokenizer(tokenizer);
@@ -250,6 +256,16 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
     detail::TokenStream val(staged.path(), "val", layout, settings.sequences_per_shard);
     PackReport report;
     report.files = files.size();
+    std::uint64_t total_bytes = 0;
+    for (const fs::path& file : files) {
+        std::error_code error;
+        const std::uint64_t size = fs::file_size(file, error);
+        total_bytes += error ? 0 : size;
+    }
+    std::optional<lumi::ProgressBar> progress;
+    if (show_progress && total_bytes >= (64ULL << 20))
+        progress.emplace("pack MiB", std::int64_t(total_bytes >> 20), 0);
+    std::uint64_t done_bytes = 0;  // of the files, estimated from the text read
 
     struct Document {
         std::string text;
@@ -271,8 +287,18 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
                                       ", outside the vocabulary (size " +
                                       std::to_string(tokenizer.vocab_size) + ")");
             (batch[i].validation ? val : train).add_document(ids[i], tokenizer.eos_id);
+            done_bytes += batch[i].text.size() + 12;  // the text and its JSON line's `{"text": ""}`
         }
         batch.clear();
+        if (progress) {
+            const double seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            char rate[32];
+            std::snprintf(rate, sizeof rate, "%.1f MiB/s",
+                          double(done_bytes) / (1 << 20) / std::max(seconds, 1e-9));
+            progress->update(std::min(std::int64_t(done_bytes >> 20), std::int64_t(total_bytes >> 20) - 1), 0,
+                             rate);
+        }
     };
 
     for (const fs::path& file : files) {
@@ -292,6 +318,7 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
     }
     report.train = train.finish();
     report.val = val.finish();
+    if (progress) progress->update(std::int64_t(total_bytes >> 20), 0, "done");
 
     json::object manifest{
         {"kind", "lumi.packed"},

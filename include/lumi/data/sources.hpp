@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -250,6 +251,43 @@ inline std::vector<std::filesystem::path> list_files(const std::filesystem::path
     return files;
 }
 
+namespace detail {
+
+// A Parquet file's records: f(batch) each time about batch_bytes of text are read (0: once, at the end). Its
+// text beyond max_bytes is an error.
+template <class F>
+void read_parquet_records(const std::filesystem::path& file, const ReadOptions& options,
+                          std::uint64_t max_bytes, std::uint64_t batch_bytes, F&& f) {
+    FileRecords out;
+    std::uint64_t bytes = 0, batch = 0;
+    for_each_parquet_text(
+        file, options.text_field,
+        [&](std::string_view text, std::uint64_t row, int) {
+            bytes += text.size();
+            if (bytes > max_bytes)
+                throw lumi::Error(file.string() + ": the text column holds more than " +
+                                  std::to_string(max_bytes) +
+                                  " bytes, the limit for one file (max_file_bytes)");
+            if (!blank(text)) out.records.push_back(make_record(text, row));
+            batch += text.size();
+            if (batch_bytes > 0 && batch >= batch_bytes) {
+                f(out);
+                out = FileRecords{};
+                batch = 0;
+            }
+        },
+        [&](std::uint64_t row, int row_group) {
+            const std::string message =
+                parquet_origin(file, row, row_group) + ": the \"" + options.text_field + "\" cell is null";
+            if (!options.skip_malformed) throw lumi::Error(message);
+            ++out.missing_field;
+            if (out.problems.size() < max_problems_kept) out.problems.push_back(message);
+        });
+    f(out);
+}
+
+}  // namespace detail
+
 // The documents of one file. Without `skip_malformed`, the first bad JSON line is an error naming
 // `file:line`; blank lines and empty files yield no records.
 inline FileRecords read_records(const std::filesystem::path& file, const ReadOptions& options = {}) {
@@ -257,24 +295,8 @@ inline FileRecords read_records(const std::filesystem::path& file, const ReadOpt
     FileRecords out;
     if (options.format == SourceFormat::parquet ||
         (options.format == SourceFormat::detect && is_parquet(file))) {
-        std::uint64_t bytes = 0;
-        for_each_parquet_text(
-            file, options.text_field,
-            [&](std::string_view text, std::uint64_t row, int) {
-                bytes += text.size();
-                if (bytes > options.max_bytes)
-                    throw lumi::Error(file.string() + ": the text column holds more than " +
-                                      std::to_string(options.max_bytes) +
-                                      " bytes, the limit for one file (max_file_bytes)");
-                if (!detail::blank(text)) out.records.push_back(detail::make_record(text, row));
-            },
-            [&](std::uint64_t row, int row_group) {
-                const std::string message = parquet_origin(file, row, row_group) + ": the \"" +
-                                            options.text_field + "\" cell is null";
-                if (!options.skip_malformed) throw lumi::Error(message);
-                ++out.missing_field;
-                if (out.problems.size() < max_problems_kept) out.problems.push_back(message);
-            });
+        detail::read_parquet_records(file, options, options.max_bytes, 0,
+                                     [&](FileRecords& all) { out = std::move(all); });
         return out;
     }
     std::string bytes = read_decompressed(file, options.compression, options.max_bytes);
@@ -339,6 +361,21 @@ inline FileRecords read_records(const std::filesystem::path& file, const ReadOpt
         out.records.push_back(std::move(record));
     });
     return out;
+}
+
+// The documents of one file, handed to f(batch): a Parquet file about batch_bytes of its text at a time (its
+// size unbounded), any other file at once, as read_records reads it.
+template <class F>
+void read_record_batches(const std::filesystem::path& file, const ReadOptions& options,
+                         std::uint64_t batch_bytes, F&& f) {
+    if (options.format == SourceFormat::parquet ||
+        (options.format == SourceFormat::detect && is_parquet(file))) {
+        detail::read_parquet_records(file, options, std::numeric_limits<std::uint64_t>::max(), batch_bytes,
+                                     f);
+        return;
+    }
+    FileRecords all = read_records(file, options);
+    f(all);
 }
 
 }  // namespace lumi::data

@@ -15,6 +15,7 @@
 #include "lumi/config/config.hpp"
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
+#include "lumi/core/progress.hpp"
 
 namespace lumi::train {
 
@@ -55,62 +56,8 @@ class MetricsLog {
     std::ofstream out_;
 };
 
-inline std::string format_duration(double seconds) {
-    if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-    const long s = std::lround(seconds);
-    char buffer[32];
-    if (s >= 3600)
-        std::snprintf(buffer, sizeof buffer, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-    else
-        std::snprintf(buffer, sizeof buffer, "%02ld:%02ld", s / 60, s % 60);
-    return buffer;
-}
-
-// A one-line bar redrawn in place on a terminal; plain lines every `every` updates otherwise (logs, CI).
-class Progress {
-  public:
-    Progress(std::string label, std::int64_t total, std::int64_t every, std::FILE* out = stderr)
-        : label_(std::move(label)),
-          total_(total),
-          every_(std::max<std::int64_t>(1, every)),
-          out_(out),
-          terminal_(isatty(fileno(out)) != 0),
-          start_(std::chrono::steady_clock::now()) {}
-
-    // `done` of `total`, started this run at `first`; `detail` is e.g. "loss 3.21 lr 3e-4 tok/s 1200".
-    void update(std::int64_t done, std::int64_t first, const std::string& detail) {
-        const double elapsed =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-        const double rate = done > first ? double(done - first) / elapsed : 0.0;
-        const double eta = rate > 0 ? double(total_ - done) / rate : NAN;
-        if (terminal_) {
-            const int width = 24;
-            const int filled = total_ > 0 ? int(double(width) * double(done) / double(total_)) : 0;
-            std::string bar(std::size_t(filled), '#');
-            bar.resize(width, '.');
-            std::fprintf(out_, "\r%s [%s] %lld/%lld %s | %s<%s  ", label_.c_str(), bar.c_str(),
-                         (long long)done, (long long)total_, detail.c_str(), format_duration(elapsed).c_str(),
-                         format_duration(eta).c_str());
-            if (done >= total_) std::fputc('\n', out_);
-            std::fflush(out_);
-        } else if (done % every_ == 0 || done >= total_) {
-            std::fprintf(out_, "%s %lld/%lld %s elapsed %s eta %s\n", label_.c_str(), (long long)done,
-                         (long long)total_, detail.c_str(), format_duration(elapsed).c_str(),
-                         format_duration(eta).c_str());
-            std::fflush(out_);
-        }
-    }
-    // Ends an in-place line before other output.
-    void interrupt() {
-        if (terminal_) std::fputc('\n', out_);
-    }
-
-  private:
-    std::string label_;
-    std::int64_t total_, every_;
-    std::FILE* out_;
-    bool terminal_;
-    std::chrono::steady_clock::time_point start_;
-};
+// The bar is lumi::ProgressBar (core/progress.hpp), shared with the data stages.
+using Progress = lumi::ProgressBar;
+using lumi::format_duration;
 
 }  // namespace lumi::train

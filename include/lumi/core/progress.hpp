@@ -1,0 +1,89 @@
+#pragma once
+
+// Progress of a long stage (training, data preparation): a bar with rate and ETA on a terminal, plain
+// periodic lines in logs and pipes.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+namespace lumi {
+
+inline std::string format_duration(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+    const long s = std::lround(seconds);
+    char buffer[32];
+    if (s >= 3600)
+        std::snprintf(buffer, sizeof buffer, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    else
+        std::snprintf(buffer, sizeof buffer, "%02ld:%02ld", s / 60, s % 60);
+    return buffer;
+}
+
+// A one-line bar redrawn in place on a terminal; plain lines otherwise (logs, CI): every `every` units of
+// progress, or with `every` 0 at most one per `plain_seconds`.
+class ProgressBar {
+  public:
+    ProgressBar(std::string label, std::int64_t total, std::int64_t every, std::FILE* out = stderr)
+        : label_(std::move(label)),
+          total_(total),
+          every_(std::max<std::int64_t>(0, every)),
+          out_(out),
+          terminal_(isatty(fileno(out)) != 0),
+          start_(std::chrono::steady_clock::now()),
+          last_(start_) {}
+
+    // `done` of `total`, started this run at `first`; `detail` is e.g. "loss 3.21 lr 3e-4 tok/s 1200".
+    void update(std::int64_t done, std::int64_t first, const std::string& detail) {
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+        const double rate = done > first ? double(done - first) / elapsed : 0.0;
+        const double eta = rate > 0 ? double(total_ - done) / rate : NAN;
+        if (terminal_) {
+            const int width = 24;
+            const int filled = total_ > 0 ? int(double(width) * double(done) / double(total_)) : 0;
+            std::string bar(std::size_t(filled), '#');
+            bar.resize(width, '.');
+            std::fprintf(out_, "\r%s [%s] %lld/%lld %s | %s<%s  ", label_.c_str(), bar.c_str(),
+                         (long long)done, (long long)total_, detail.c_str(), format_duration(elapsed).c_str(),
+                         format_duration(eta).c_str());
+            if (done >= total_) std::fputc('\n', out_);
+            std::fflush(out_);
+        } else if (plain_due(done)) {
+            std::fprintf(out_, "%s %lld/%lld %s elapsed %s eta %s\n", label_.c_str(), (long long)done,
+                         (long long)total_, detail.c_str(), format_duration(elapsed).c_str(),
+                         format_duration(eta).c_str());
+            std::fflush(out_);
+        }
+    }
+    static constexpr double plain_seconds = 10;
+
+    // Ends an in-place line before other output.
+    void interrupt() {
+        if (terminal_) std::fputc('\n', out_);
+    }
+
+  private:
+    bool plain_due(std::int64_t done) {
+        if (done >= total_) return true;
+        if (every_ > 0) return done % every_ == 0;
+        const auto now = std::chrono::steady_clock::now();
+        if (std::chrono::duration<double>(now - last_).count() < plain_seconds) return false;
+        last_ = now;
+        return true;
+    }
+
+    std::string label_;
+    std::int64_t total_, every_;
+    std::FILE* out_;
+    bool terminal_;
+    std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace lumi
