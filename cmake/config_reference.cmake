@@ -17,7 +17,8 @@ set(stages
   "lumi_chat_nano|chat in a terminal (`lumi_chat_<preset>`)|ChatSettings (examples/chat.cpp)"
   "lumi_serve_nano|the OpenAI-compatible server (`lumi_serve_<preset>`)|ServeSettings (examples/serve.cpp)"
   "lumi_pipeline_nano|the whole pipeline (defaults: the embedded nano run)|lumi::pipeline::PipelineSettings"
-  "lumi_export_gguf|GGUF export for llama.cpp|lumi::io::GgufExportSettings")
+  "lumi_export_gguf|GGUF export for llama.cpp|lumi::io::GgufExportSettings"
+  "lumi_import_config|Lumi-Lab's configuration files as pipeline settings (docs/reproducing-lumi-lab.md)|lumi::pipeline::LumiLabImportSettings")
 
 set(text "# Configuration reference\n\n")
 string(APPEND text "Generated from the settings structs by each binary's `--describe`; do not edit: "

@@ -5,6 +5,10 @@
 // peak resident memory during the stage (reset before it through /proc/self/clear_refs), which the streaming
 // stages keep bounded whatever the input size.
 //   LUMI_DATA_BENCH_MB=2048 lumi_data_bench --benchmark_format=json --benchmark_out=data.json
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -43,23 +47,29 @@ fs::path root() {
     return fs::temp_directory_path() / ("lumi_data_bench_" + std::to_string(megabytes()) + "mb");
 }
 
-// A line of /proc/self/status in MiB: VmHWM, the peak resident memory since the last reset, or VmRSS.
-double status_mib(const std::string& key) {
+// This process's peak resident memory (VmHWM: per address space, so a child's own since its exec), in MiB.
+double own_peak_rss_mib() {
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);)
-        if (line.rfind(key, 0) == 0) return std::strtod(line.c_str() + key.size(), nullptr) / 1024.0;
+        if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
     return 0;
 }
 
-double peak_rss_mib() {
-    return status_mib("VmHWM:");
-}
-
-// Resets the peak to the current resident memory (the libraries loaded, the generated input's caches), which
-// the stage's counter `base_rss_MiB` records.
-double reset_peak_rss() {
-    std::ofstream("/proc/self/clear_refs") << "5";
-    return status_mib("VmRSS:");
+// Runs this binary again as `--stage <name> <threads> <file>` and returns the peak resident memory the child
+// wrote to the file, in MiB (wait4's ru_maxrss would carry the parent's over the child's exec).
+double run_child(const std::string& stage, std::int64_t threads) {
+    const std::string self = fs::read_symlink("/proc/self/exe").string(), count = std::to_string(threads);
+    const std::string report = (root() / ("peak_" + stage + "_" + count)).string();
+    std::vector<char*> argv{const_cast<char*>(self.c_str()),   const_cast<char*>("--stage"),
+                            const_cast<char*>(stage.c_str()),  const_cast<char*>(count.c_str()),
+                            const_cast<char*>(report.c_str()), nullptr};
+    pid_t pid = 0;
+    if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+        throw lumi::Error("cannot start " + self);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        throw lumi::Error("the " + stage + " stage failed in its own process");
+    return std::stod(lumi::read_file(report));
 }
 
 // Documents of 80 to 1,500 words from a Zipf-like vocabulary of 30,000 made-up words; every tenth document
@@ -188,42 +198,43 @@ const lumi::tokenizer::Tokenizer& tokenizer() {
     return loaded;
 }
 
-void report(benchmark::State& state, std::uint64_t bytes, double base, double peak) {
-    state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
-    state.counters["base_rss_MiB"] = base;
+void report(benchmark::State& state, std::uint64_t bytes, double peak) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes * state.iterations()));
     state.counters["peak_rss_MiB"] = peak;
-    state.counters["input_MiB"] = static_cast<double>(bytes) / state.iterations() / (1 << 20);
+    state.counters["input_MiB"] = static_cast<double>(bytes) / (1 << 20);
 }
 
-void corpus_stage(benchmark::State& state, const std::string& format) {
-    const auto settings = corpus_settings(format, static_cast<std::uint32_t>(state.range(0)));
-    const std::uint64_t bytes = source_bytes(format);
-    double base = 0, peak = 0;
-    for (auto _ : state) {
-        base = reset_peak_rss();
-        benchmark::DoNotOptimize(data::prepare_corpus(settings));
-        peak = std::max(peak, peak_rss_mib());
-    }
-    report(state, bytes * state.iterations(), base, peak);
+std::uint64_t run_corpus(const std::string& format, std::uint32_t threads) {
+    return data::prepare_corpus(corpus_settings(format, threads)).records;
 }
 
-void pack_stage(benchmark::State& state) {
+std::uint64_t run_pack(std::uint32_t threads) {
     const auto& tok = tokenizer();
     data::PackSettings settings;
     settings.corpus = corpus();
-    settings.output = root() / ("packed_" + std::to_string(state.range(0)));
+    settings.output = root() / ("packed_" + std::to_string(threads));
     settings.sequence_length = 1025;
-    settings.threads = static_cast<std::uint32_t>(state.range(0));
+    settings.threads = threads;
+    return data::pack_dataset(
+               settings, [&](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok))
+        .text_bytes;
+}
+
+void corpus_stage(benchmark::State& state, const std::string& format) {
+    const std::uint64_t bytes = source_bytes(format);
+    double peak = 0;
+    for (auto _ : state) peak = std::max(peak, run_child("corpus_" + format, state.range(0)));
+    report(state, bytes, peak);
+}
+
+void pack_stage(benchmark::State& state) {
+    tokenizer();  // made here, not timed
     std::uint64_t bytes = 0;
-    double base = 0, peak = 0;
-    for (auto _ : state) {
-        base = reset_peak_rss();
-        const auto result = data::pack_dataset(
-            settings, [&](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok));
-        bytes += result.text_bytes;
-        peak = std::max(peak, peak_rss_mib());
-    }
-    report(state, bytes, base, peak);
+    for (const auto& entry : fs::directory_iterator(corpus()))
+        if (entry.path().extension() == ".jsonl") bytes += entry.file_size();
+    double peak = 0;
+    for (auto _ : state) peak = std::max(peak, run_child("pack", state.range(0)));
+    report(state, bytes, peak);
 }
 
 // Instructions made from the corpus's documents: an eighth of its size, Alpaca's format.
@@ -247,26 +258,36 @@ const fs::path& instructions() {
     return file;
 }
 
-void sft_stage(benchmark::State& state) {
+std::uint64_t run_sft(std::uint32_t threads) {
     const auto& tok = tokenizer();
     data::SftSettings settings;
     settings.datasets = {{.path = instructions()}};
-    settings.output = root() / ("sft_" + std::to_string(state.range(0)));
+    settings.output = root() / ("sft_" + std::to_string(threads));
     settings.sequence_length = 1024;
-    settings.threads = static_cast<std::uint32_t>(state.range(0));
+    settings.threads = threads;
+    return data::prepare_sft(
+               settings, [&](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok))
+        .text_bytes;
+}
+
+void sft_stage(benchmark::State& state) {
+    tokenizer();
     const std::uint64_t bytes = fs::file_size(instructions());
-    double base = 0, peak = 0;
-    for (auto _ : state) {
-        base = reset_peak_rss();
-        benchmark::DoNotOptimize(data::prepare_sft(
-            settings, [&](std::string_view text) { return tok.encode(text); }, data::tokenizer_info(tok)));
-        peak = std::max(peak, peak_rss_mib());
-    }
-    report(state, bytes * state.iterations(), base, peak);
+    double peak = 0;
+    for (auto _ : state) peak = std::max(peak, run_child("sft", state.range(0)));
+    report(state, bytes, peak);
 }
 
 }  // namespace
 
+// The resident memory of this binary doing nothing (its libraries, LibTorch's the most): the floor of every
+// stage's peak_rss_MiB.
+void process_baseline(benchmark::State& state) {
+    double peak = 0;
+    for (auto _ : state) peak = std::max(peak, run_child("none", 1));
+    state.counters["peak_rss_MiB"] = peak;
+}
+BENCHMARK(process_baseline)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_CAPTURE(corpus_stage, jsonl, std::string("jsonl"))
     ->Arg(1)
     ->Arg(2)
@@ -282,4 +303,28 @@ BENCHMARK_CAPTURE(corpus_stage, parquet, std::string("parquet"))
 BENCHMARK(pack_stage)->Arg(1)->Arg(2)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK(sft_stage)->Arg(1)->Arg(2)->Unit(benchmark::kSecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+// `--stage <none|corpus_jsonl|corpus_parquet|pack|sft> <threads> <file>`: one stage, in this process
+// (run_child's).
+int main(int argc, char** argv) {
+    if (argc == 5 && std::string(argv[1]) == "--stage") {
+        const std::string stage = argv[2];
+        const auto threads = static_cast<std::uint32_t>(std::stoul(argv[3]));
+        try {
+            if (stage == "pack")
+                run_pack(threads);
+            else if (stage == "sft")
+                run_sft(threads);
+            else if (stage != "none")
+                run_corpus(stage.substr(stage.find('_') + 1), threads);
+            lumi::write_file_atomic(argv[4], std::to_string(own_peak_rss_mib()));
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            return 1;
+        }
+        return 0;
+    }
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

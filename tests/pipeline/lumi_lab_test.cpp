@@ -111,8 +111,13 @@ TEST(LumiLabImport, TinyLoadsStrictlyWithTheOriginalsNumbers) {
     EXPECT_EQ(s.corpus.dedup.threshold, 0.85);
     EXPECT_EQ(s.corpus.dedup.permutations, 128u);
     EXPECT_EQ(s.corpus.dedup.shingle_size, 3u);
-    EXPECT_EQ(s.corpus.clean.min_characters, 50u);       // the smallest of the sources' min_length
-    EXPECT_EQ(s.corpus.clean.max_characters, 900'000u);  // the largest max_length (Gutenberg's)
+    // Each source's own length bounds (C4, Gutenberg, FineWeb-Edu, Wikipedia).
+    const std::vector<std::pair<std::uint64_t, std::uint64_t>> bounds = {
+        {50, 10'000}, {200, 900'000}, {100, 9'000}, {100, 50'000}};
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+        EXPECT_EQ(s.corpus.sources[i].min_characters, bounds[i].first) << i;
+        EXPECT_EQ(s.corpus.sources[i].max_characters, bounds[i].second) << i;
+    }
     EXPECT_EQ(s.corpus.shards.max_documents, 10'000u);
 
     EXPECT_EQ(s.tokenizer.vocab_size, 32768);

@@ -66,6 +66,7 @@
 #include "lumi/core/sha256.hpp"
 #include "lumi/data/dedup.hpp"
 #include "lumi/data/sources.hpp"
+#include "lumi/data/spill.hpp"
 #include "lumi/data/text.hpp"
 
 namespace lumi::data {
@@ -87,6 +88,9 @@ struct CorpusSource {
     std::optional<std::uint64_t> characters;  // or a budget of its own, in characters
     std::optional<std::uint64_t> tokens;      // or in estimated tokens
     std::string license;                      // recorded in the manifest and the data card
+    // This source's length bounds in code points, over clean.min_characters and clean.max_characters.
+    std::optional<std::uint64_t> min_characters;
+    std::optional<std::uint64_t> max_characters;
 
     std::string label() const {
         if (!name.empty()) return name;
@@ -105,6 +109,11 @@ struct CorpusSource {
                 "weight", "a source takes a weight (a share of budget) or a budget of its own, not both");
         if ((characters && *characters == 0) || (tokens && *tokens == 0))
             throw config::FieldError(characters ? "characters" : "tokens", "must be at least 1");
+        if (max_characters && *max_characters == 0)
+            throw config::FieldError("max_characters", "must be at least 1");
+        if (min_characters && max_characters && *min_characters > *max_characters)
+            throw config::FieldError(
+                "min_characters", "must not exceed max_characters (" + std::to_string(*max_characters) + ")");
     }
 };
 
@@ -334,74 +343,6 @@ inline void clean(std::vector<Document>& documents, const CleanSettings& setting
     });
 }
 
-// A failure of the stage itself (its scratch file), as opposed to a bad source file that errors.bad_files
-// may skip.
-class StageError : public lumi::Error {
-  public:
-    using lumi::Error::Error;
-};
-
-// The cleaned texts that passed exact deduplication, appended to a file in the staging directory and read
-// back when the shards are written: memory holds the documents being processed, not the corpus.
-class SpillFile {
-  public:
-    explicit SpillFile(std::filesystem::path path) : path_(std::move(path)) {
-        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd_ < 0) throw StageError(path_.string() + ": cannot create: " + std::strerror(errno));
-    }
-    SpillFile(const SpillFile&) = delete;
-    SpillFile& operator=(const SpillFile&) = delete;
-    ~SpillFile() {
-        ::close(fd_);
-        std::error_code ignored;
-        std::filesystem::remove(path_, ignored);
-    }
-
-    std::uint64_t bytes() const { return written_ + pending_.size(); }
-
-    std::uint64_t append(std::string_view text) {
-        const std::uint64_t offset = bytes();
-        pending_ += text;
-        if (pending_.size() >= flush_bytes) flush();
-        return offset;
-    }
-
-    std::string read(std::uint64_t offset, std::uint64_t length) {
-        if (offset + length > written_) flush();
-        std::string out(length, '\0');
-        for (std::uint64_t done = 0; done < length;) {
-            const ssize_t n =
-                ::pread(fd_, out.data() + done, length - done, static_cast<off_t>(offset + done));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0)
-                throw StageError(path_.string() + ": cannot read back: " +
-                                 (n < 0 ? std::strerror(errno) : "the file is shorter than written"));
-            done += static_cast<std::uint64_t>(n);
-        }
-        return out;
-    }
-
-  private:
-    static constexpr std::size_t flush_bytes = std::size_t{8} << 20;
-
-    void flush() {
-        for (std::size_t done = 0; done < pending_.size();) {
-            const ssize_t n = ::pwrite(fd_, pending_.data() + done, pending_.size() - done,
-                                       static_cast<off_t>(written_ + done));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw StageError(path_.string() + ": cannot write: " + std::strerror(errno));
-            done += static_cast<std::size_t>(n);
-        }
-        written_ += pending_.size();
-        pending_.clear();
-    }
-
-    std::filesystem::path path_;
-    int fd_ = -1;
-    std::uint64_t written_ = 0;
-    std::string pending_;
-};
-
 // A document that passed cleaning and exact deduplication: its counts, fate and where its text lies.
 struct Entry {
     std::uint64_t offset = 0, length = 0;  // in the spill file
@@ -430,7 +371,11 @@ class CorpusBuilder {
         for (Record& record : records)
             docs.push_back(Document{std::move(record.text), source, record.invalid_utf8});
         records = {};
-        clean(docs, settings_.clean, threads_);
+        CleanSettings bounds = settings_.clean;
+        const CorpusSource& from = settings_.sources[source];
+        bounds.min_characters = from.min_characters.value_or(bounds.min_characters);
+        bounds.max_characters = from.max_characters.value_or(bounds.max_characters);
+        clean(docs, bounds, threads_);
         report_.clean_seconds += since(step);
 
         step = std::chrono::steady_clock::now();
@@ -828,7 +773,13 @@ inline std::string data_card(const CorpusSettings& settings, const CorpusReport&
        << ".\n3. Whitespace: " << config::to_json(clean.whitespace).as_string().c_str()
        << " (runs of spaces become one, lines trimmed, at most one blank line; controls removed).\n"
        << "4. Length: documents of " << grouped(clean.min_characters) << " to "
-       << grouped(clean.max_characters) << " characters (Unicode code points) kept.\n"
+       << grouped(clean.max_characters) << " characters (Unicode code points) kept";
+    for (const CorpusSource& source : settings.sources)
+        if (source.min_characters || source.max_characters)
+            md << "; " << source.label() << ": "
+               << grouped(source.min_characters.value_or(clean.min_characters)) << " to "
+               << grouped(source.max_characters.value_or(clean.max_characters));
+    md << ".\n"
        << "5. Exact duplicates: "
        << (dedup.exact ? "a 64-bit hash of the normalised text, confirmed by comparing texts; the first kept"
                        : "not removed")
@@ -923,7 +874,8 @@ inline CorpusReport prepare_corpus(const CorpusSettings& settings, std::ostream*
             report.warnings.push_back(message);
             stats.shortfall_characters = *wanted[s] - stats.available_characters;
         }
-        sample(entries, available[s], *wanted[s], settings.clean.min_characters,
+        sample(entries, available[s], *wanted[s],
+               settings.sources[s].min_characters.value_or(settings.clean.min_characters),
                mix64(settings.seed ^ mix64(s + 1)));
     }
 

@@ -59,42 +59,6 @@ TokenizerInfo tokenizer_info(const T& tokenizer) {
 template <class E>
 concept Encoder = std::convertible_to<std::invoke_result_t<const E&, std::string_view>, std::vector<int>>;
 
-// Calls f(value, line) for every non-blank line of a JSONL file. A malformed line, or a RecordError thrown
-// by f, is an error naming file:line, or is skipped and counted when `skip_malformed`. Returns the count.
-template <class F>
-std::uint64_t for_each_jsonl(const std::filesystem::path& file, bool skip_malformed, F&& f) {
-    std::ifstream in = lumi::open_file(file);
-    std::string line;
-    std::uint64_t number = 0, skipped = 0;
-    json::stream_parser parser;
-    while (std::getline(in, line)) {
-        ++number;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        const std::string where = file.string() + ":" + std::to_string(number);
-        parser.reset();
-        json::error_code error;
-        const std::size_t consumed = parser.write(line.data(), line.size(), error);
-        if (!error) parser.finish(error);
-        if (error) {
-            if (skip_malformed) {
-                ++skipped;
-                continue;
-            }
-            throw lumi::Error(where + ":" + std::to_string(consumed + 1) +
-                              ": invalid JSON: " + error.message());
-        }
-        try {
-            f(parser.release(), number);
-        } catch (const RecordError& e) {
-            if (!skip_malformed) throw lumi::Error(where + ": " + e.what());
-            ++skipped;
-        }
-    }
-    if (in.bad()) throw lumi::Error(file.string() + ": read error");
-    return skipped;
-}
-
 // The string member `key` of a record, or a RecordError saying what is missing.
 inline const json::string& string_field(const json::value& record, std::string_view key) {
     const json::object* object = record.if_object();

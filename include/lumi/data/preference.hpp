@@ -253,11 +253,13 @@ inline PreferencePair read_messages_pair(const json::value& record) {
 
 }  // namespace detail
 
-// Reads one preference dataset (a file or a folder of files) into pairs; the format is detected from the
-// first record unless set.
-inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bool skip_malformed = false) {
+// Calls f(pair) for each usable pair of a preference dataset (a file or a folder of files) as it is read; the
+// format is detected from the first record unless set. The result holds the counts, not the pairs.
+template <class F>
+PreferenceRead for_each_preference_pair(const PreferenceSource& source, bool skip_malformed, F&& f) {
     PreferenceRead result;
     result.format = source.format;
+    std::uint64_t kept = 0;
     result.skipped = for_each_dataset_record(
         source.path, skip_malformed, [&](const json::value& record, const std::string& origin) {
             ++result.records;
@@ -265,7 +267,7 @@ inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bo
                 result.format = detail::detect_preference_format(record, origin);
             if (!record.is_object())
                 throw RecordError("expected a JSON object, found " + config::detail::describe_found(record));
-            if (source.max_pairs > 0 && result.pairs.size() >= source.max_pairs) return;
+            if (source.max_pairs > 0 && kept >= source.max_pairs) return;
             PreferencePair pair = result.format == PreferenceFormat::hh_rlhf ? detail::read_hh_rlhf(record)
                                   : result.format == PreferenceFormat::pairs
                                       ? detail::read_pairs(record)
@@ -278,9 +280,19 @@ inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bo
                 return;
             }
             pair.prompt.origin = origin;
-            result.pairs.push_back(std::move(pair));
+            ++kept;
+            f(std::move(pair));
         });
     if (result.records == 0) throw lumi::Error(source.path.string() + ": the dataset has no records");
+    return result;
+}
+
+// Reads one preference dataset into pairs.
+inline PreferenceRead read_preference_dataset(const PreferenceSource& source, bool skip_malformed = false) {
+    std::vector<PreferencePair> pairs;
+    PreferenceRead result = for_each_preference_pair(
+        source, skip_malformed, [&](PreferencePair pair) { pairs.push_back(std::move(pair)); });
+    result.pairs = std::move(pairs);
     return result;
 }
 
@@ -377,37 +389,49 @@ struct PreferenceReport {
 
 namespace detail {
 
-inline PreferenceSplitReport write_preference_split(const std::vector<const TokenizedPair*>& pairs,
-                                                    const PreferenceSettings& settings,
-                                                    const ShardLayout& layout, int pad_id,
-                                                    const std::filesystem::path& directory,
-                                                    const std::string& name) {
-    const std::size_t length = settings.sequence_length;
-    ShardWriter writer(directory, name, layout, settings.sequences_per_shard);
-    PreferenceSplitReport report;
-    std::vector<int> tokens(length);
-    std::vector<std::uint8_t> mask(length);
-    for (const TokenizedPair* pair : pairs) {
-        for (const std::vector<int>* response : {&pair->chosen, &pair->rejected}) {
-            std::copy(pair->prompt.begin(), pair->prompt.end(), tokens.begin());
+// One split's shards, written as its pairs are decided: rows 2i (chosen) and 2i + 1 (rejected).
+class PreferenceSplitWriter {
+  public:
+    PreferenceSplitWriter(const PreferenceSettings& settings, const ShardLayout& layout, int pad_id,
+                          const std::filesystem::path& directory, const std::string& name)
+        : writer_(directory, name, layout, settings.sequences_per_shard),
+          pad_id_(pad_id),
+          tokens_(settings.sequence_length),
+          mask_(settings.sequence_length) {}
+
+    void add(const TokenizedPair& pair) {
+        for (const std::vector<int>* response : {&pair.chosen, &pair.rejected}) {
+            std::copy(pair.prompt.begin(), pair.prompt.end(), tokens_.begin());
             std::copy(response->begin(), response->end(),
-                      tokens.begin() + std::ptrdiff_t(pair->prompt.size()));
-            const std::size_t used = pair->prompt.size() + response->size();
-            std::fill(tokens.begin() + std::ptrdiff_t(used), tokens.end(), pad_id);
-            std::fill(mask.begin(), mask.end(), 0);
-            std::fill_n(mask.begin() + std::ptrdiff_t(pair->prompt.size()), response->size(), 1);
-            writer.add(tokens, mask);
+                      tokens_.begin() + std::ptrdiff_t(pair.prompt.size()));
+            const std::size_t used = pair.prompt.size() + response->size();
+            std::fill(tokens_.begin() + std::ptrdiff_t(used), tokens_.end(), pad_id_);
+            std::fill(mask_.begin(), mask_.end(), 0);
+            std::fill_n(mask_.begin() + std::ptrdiff_t(pair.prompt.size()), response->size(), 1);
+            writer_.add(tokens_, mask_);
         }
-        report.prompt_tokens += pair->prompt.size();
-        report.chosen_tokens += pair->chosen.size();
-        report.rejected_tokens += pair->rejected.size();
+        report_.prompt_tokens += pair.prompt.size();
+        report_.chosen_tokens += pair.chosen.size();
+        report_.rejected_tokens += pair.rejected.size();
+        ++report_.pairs;
     }
-    report.pairs = pairs.size();
-    report.sequences = writer.sequences();
-    report.tokens = report.sequences * length;
-    report.shards = writer.finish();
-    return report;
-}
+
+    std::uint64_t pairs() const { return report_.pairs; }
+
+    PreferenceSplitReport finish() {
+        report_.sequences = writer_.sequences();
+        report_.tokens = report_.sequences * tokens_.size();
+        report_.shards = writer_.finish();
+        return report_;
+    }
+
+  private:
+    ShardWriter writer_;
+    int pad_id_;
+    std::vector<int> tokens_;
+    std::vector<std::uint8_t> mask_;
+    PreferenceSplitReport report_;
+};
 
 }  // namespace detail
 
@@ -425,77 +449,84 @@ PreferenceReport prepare_preferences(const PreferenceSettings& settings, const E
     PreferenceReport report;
     PreferenceManifest& manifest = report.manifest;
 
-    std::vector<PreferenceRead> reads;
-    for (const PreferenceSource& source : settings.datasets)
-        reads.push_back(read_preference_dataset(source, settings.skip_malformed));
-    std::vector<const PreferencePair*> all;
-    for (const PreferenceRead& read : reads)
-        for (const PreferencePair& pair : read.pairs) all.push_back(&pair);
-    std::vector<TokenizedPair> tokenized(all.size());
-    lumi::parallel_for(all.size(), threads, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) {
-            tokenized[i] = tokenize(*all[i], settings.chat_template, encode, tokenizer.eos_id);
-            for (const auto* ids : {&tokenized[i].prompt, &tokenized[i].chosen, &tokenized[i].rejected})
-                for (int id : *ids)
-                    if (id < 0 || static_cast<std::uint32_t>(id) >= tokenizer.vocab_size)
-                        throw lumi::Error(all[i]->prompt.origin + ": the encoder returned id " +
-                                          std::to_string(id) + ", outside the vocabulary (size " +
-                                          std::to_string(tokenizer.vocab_size) + ")");
-        }
-    });
-
-    std::vector<const TokenizedPair*> train, val;
+    // Each dataset is read and tokenised a batch of pairs at a time on all threads, and each pair written to
+    // its split as it is decided: memory holds one batch and a hash per pair (to drop repeats).
+    lumi::StagedDirectory staged(settings.output);
+    const ShardLayout layout{settings.sequence_length, tokenizer.vocab_size, tokenizer.sha256, true, false};
+    detail::PreferenceSplitWriter train(settings, layout, pad_id, staged.path(), "train");
+    detail::PreferenceSplitWriter val(settings, layout, pad_id, staged.path(), "val");
     std::unordered_set<std::uint64_t> seen;
     auto bytes_of = [](const std::vector<int>& ids) {
         return std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int));
     };
-    std::size_t next = 0;
+    constexpr std::size_t batch_pairs = 4096;
     for (std::size_t d = 0; d < settings.datasets.size(); ++d) {
-        PreferenceDatasetReport stats{settings.datasets[d].path.string(),
-                                      reads[d].format,
-                                      reads[d].records,
-                                      reads[d].skipped,
-                                      reads[d].empty,
-                                      reads[d].pairs.size()};
-        for (std::size_t p = 0; p < reads[d].pairs.size(); ++p, ++next) {
-            TokenizedPair& pair = tokenized[next];
-            const Truncation cut = truncate_pair(pair, settings.sequence_length, settings.max_prompt_tokens);
-            manifest.dropped.truncated_prompts += cut.prompt;
-            manifest.dropped.truncated_responses += cut.response;
-            if (pair.chosen == pair.rejected) {
-                ++manifest.dropped.identical;
-                continue;
+        PreferenceDatasetReport stats;
+        std::vector<PreferencePair> batch;
+        auto flush = [&] {
+            std::vector<TokenizedPair> tokenized(batch.size());
+            lumi::parallel_for(batch.size(), threads, [&](std::size_t begin, std::size_t end) {
+                for (std::size_t i = begin; i < end; ++i) {
+                    tokenized[i] = tokenize(batch[i], settings.chat_template, encode, tokenizer.eos_id);
+                    for (const auto* ids :
+                         {&tokenized[i].prompt, &tokenized[i].chosen, &tokenized[i].rejected})
+                        for (int id : *ids)
+                            if (id < 0 || static_cast<std::uint32_t>(id) >= tokenizer.vocab_size)
+                                throw lumi::Error(batch[i].prompt.origin + ": the encoder returned id " +
+                                                  std::to_string(id) + ", outside the vocabulary (size " +
+                                                  std::to_string(tokenizer.vocab_size) + ")");
+                }
+            });
+            for (TokenizedPair& pair : tokenized) {
+                const Truncation cut =
+                    truncate_pair(pair, settings.sequence_length, settings.max_prompt_tokens);
+                manifest.dropped.truncated_prompts += cut.prompt;
+                manifest.dropped.truncated_responses += cut.response;
+                if (pair.chosen == pair.rejected) {
+                    ++manifest.dropped.identical;
+                    continue;
+                }
+                Xxh64 hash(settings.seed);
+                for (const auto* ids : {&pair.prompt, &pair.chosen, &pair.rejected}) {
+                    const std::uint64_t size = ids->size();
+                    hash.update(&size, sizeof size);
+                    hash.update(bytes_of(*ids).data(), bytes_of(*ids).size());
+                }
+                if (!seen.insert(hash.digest()).second) {
+                    ++manifest.dropped.duplicate;
+                    continue;
+                }
+                if (in_validation(bytes_of(pair.prompt), settings.validation_fraction, settings.seed)) {
+                    val.add(pair);
+                    ++stats.val_pairs;
+                } else {
+                    train.add(pair);
+                    ++stats.train_pairs;
+                }
             }
-            Xxh64 hash(settings.seed);
-            for (const auto* ids : {&pair.prompt, &pair.chosen, &pair.rejected}) {
-                const std::uint64_t size = ids->size();
-                hash.update(&size, sizeof size);
-                hash.update(bytes_of(*ids).data(), bytes_of(*ids).size());
-            }
-            if (!seen.insert(hash.digest()).second) {
-                ++manifest.dropped.duplicate;
-                continue;
-            }
-            if (in_validation(bytes_of(pair.prompt), settings.validation_fraction, settings.seed)) {
-                val.push_back(&pair);
-                ++stats.val_pairs;
-            } else {
-                train.push_back(&pair);
-                ++stats.train_pairs;
-            }
-        }
+            batch.clear();
+        };
+        const PreferenceRead read =
+            for_each_preference_pair(settings.datasets[d], settings.skip_malformed, [&](PreferencePair pair) {
+                batch.push_back(std::move(pair));
+                ++stats.pairs;
+                if (batch.size() == batch_pairs) flush();
+            });
+        flush();
+        stats.path = settings.datasets[d].path.string();
+        stats.format = read.format;
+        stats.records = read.records;
+        stats.skipped_malformed = read.skipped;
+        stats.empty = read.empty;
         manifest.datasets.push_back(stats);
     }
-    if (train.empty())
+    if (train.pairs() == 0)
         throw lumi::Error("prepare_dpo: no training pairs are left (" +
                           std::to_string(manifest.dropped.identical) + " identical, " +
                           std::to_string(manifest.dropped.duplicate) + " duplicate, " +
-                          std::to_string(val.size()) + " in validation)");
-
-    lumi::StagedDirectory staged(settings.output);
-    const ShardLayout layout{settings.sequence_length, tokenizer.vocab_size, tokenizer.sha256, true, false};
-    manifest.train = detail::write_preference_split(train, settings, layout, pad_id, staged.path(), "train");
-    manifest.val = detail::write_preference_split(val, settings, layout, pad_id, staged.path(), "val");
+                          std::to_string(val.pairs()) + " in validation)");
+    manifest.train = train.finish();
+    manifest.val = val.finish();
     manifest.tokenizer_sha256 = tokenizer.sha256;
     manifest.vocab_size = tokenizer.vocab_size;
     manifest.eos_id = tokenizer.eos_id;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,42 @@ class RecordError : public lumi::Error {
     using lumi::Error::Error;
 };
 
+// Calls f(value, line) for every non-blank line of a JSONL file. A malformed line, or a RecordError thrown
+// by f, is an error naming file:line, or is skipped and counted when `skip_malformed`. Returns the count.
+template <class F>
+std::uint64_t for_each_jsonl(const std::filesystem::path& file, bool skip_malformed, F&& f) {
+    std::ifstream in = lumi::open_file(file);
+    std::string line;
+    std::uint64_t number = 0, skipped = 0;
+    json::stream_parser parser;
+    while (std::getline(in, line)) {
+        ++number;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        const std::string where = file.string() + ":" + std::to_string(number);
+        parser.reset();
+        json::error_code error;
+        const std::size_t consumed = parser.write(line.data(), line.size(), error);
+        if (!error) parser.finish(error);
+        if (error) {
+            if (skip_malformed) {
+                ++skipped;
+                continue;
+            }
+            throw lumi::Error(where + ":" + std::to_string(consumed + 1) +
+                              ": invalid JSON: " + error.message());
+        }
+        try {
+            f(parser.release(), number);
+        } catch (const RecordError& e) {
+            if (!skip_malformed) throw lumi::Error(where + ": " + e.what());
+            ++skipped;
+        }
+    }
+    if (in.bad()) throw lumi::Error(file.string() + ": read error");
+    return skipped;
+}
+
 // The files a folder contributes to a dataset, by name.
 inline const std::vector<std::string> dataset_file_globs = {"*.parquet",  "*.pq",        "*.json",
                                                             "*.jsonl",    "*.ndjson",    "*.json.gz",
@@ -45,6 +82,15 @@ inline std::vector<std::filesystem::path> dataset_files(const std::filesystem::p
 }
 
 namespace detail {
+
+// Up to `size` first bytes of a file (an error naming it when it cannot be opened).
+inline std::string file_head(const std::filesystem::path& file, std::size_t size) {
+    std::ifstream in = lumi::open_file(file);
+    std::string head(size, '\0');
+    in.read(head.data(), std::streamsize(size));
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    return head;
+}
 
 // Calls f(record, origin) for each record of a JSON array or JSON lines text; returns the records skipped.
 template <class F>

@@ -15,10 +15,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +37,7 @@
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/data/records.hpp"
+#include "lumi/data/spill.hpp"
 
 namespace lumi::data {
 
@@ -211,8 +214,11 @@ inline std::vector<Conversation> oasst_threads(const std::vector<OasstMessage>& 
 
 }  // namespace detail
 
-// Reads one dataset file into conversations (the format detected from the first record unless set).
-inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malformed = false) {
+// Calls f(conversation) for each usable conversation of a dataset as it is read (OpenAssistant's threads at
+// the end: they need the whole tree); the format is detected from the first record unless set. The result
+// holds the counts, not the conversations.
+template <class F>
+SftReadResult for_each_sft_conversation(const SftDataset& dataset, bool skip_malformed, F&& f) {
     SftReadResult result;
     result.format = dataset.format;
     std::vector<detail::OasstMessage> messages;
@@ -227,7 +233,7 @@ inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malfo
             return;
         }
         conversation.origin = std::move(origin);
-        result.conversations.push_back(std::move(conversation));
+        f(std::move(conversation));
     };
     result.skipped = for_each_dataset_record(
         dataset.path, skip_malformed, [&](const json::value& record, const std::string& origin) {
@@ -291,6 +297,15 @@ inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malfo
             keep(std::move(c), std::move(origin));
         }
     if (result.records == 0) throw lumi::Error(dataset.path.string() + ": the dataset has no records");
+    return result;
+}
+
+// Reads one dataset (a file or a folder) into conversations.
+inline SftReadResult read_sft_dataset(const SftDataset& dataset, bool skip_malformed = false) {
+    std::vector<Conversation> conversations;
+    SftReadResult result = for_each_sft_conversation(
+        dataset, skip_malformed, [&](Conversation c) { conversations.push_back(std::move(c)); });
+    result.conversations = std::move(conversations);
     return result;
 }
 
@@ -413,12 +428,37 @@ struct SftReport {
 
 namespace detail {
 
-inline SftSplitReport write_sft_split(const std::vector<const TokenizedExample*>& examples,
+// A tokenised example in the stage's scratch file: its tokens (int32), then its loss mask (a byte each).
+struct SpilledExample {
+    std::uint64_t offset = 0;
+    std::uint32_t tokens = 0;
+};
+
+inline SpilledExample spill_example(SpillFile& spill, const TokenizedExample& example) {
+    const SpilledExample at{spill.bytes(), static_cast<std::uint32_t>(example.tokens.size())};
+    spill.append({reinterpret_cast<const char*>(example.tokens.data()), example.tokens.size() * sizeof(int)});
+    spill.append({reinterpret_cast<const char*>(example.loss_mask.data()), example.loss_mask.size()});
+    return at;
+}
+
+inline TokenizedExample load_example(SpillFile& spill, const SpilledExample& at) {
+    const std::string bytes = spill.read(at.offset, std::uint64_t{at.tokens} * (sizeof(int) + 1));
+    TokenizedExample example;
+    example.tokens.resize(at.tokens);
+    example.loss_mask.resize(at.tokens);
+    std::memcpy(example.tokens.data(), bytes.data(), at.tokens * sizeof(int));
+    std::memcpy(example.loss_mask.data(), bytes.data() + at.tokens * sizeof(int), at.tokens);
+    return example;
+}
+
+// Packs examples (indexes into `spilled`) and writes them, reading each back from the scratch file.
+inline SftSplitReport write_sft_split(const std::vector<std::size_t>& examples,
+                                      const std::vector<SpilledExample>& spilled, SpillFile& spill,
                                       const SftSettings& settings, const ShardLayout& layout, int pad_id,
                                       const std::filesystem::path& directory, const std::string& name) {
     const std::size_t length = settings.sequence_length;
     std::vector<std::size_t> lengths(examples.size());
-    for (std::size_t i = 0; i < examples.size(); ++i) lengths[i] = examples[i]->tokens.size();
+    for (std::size_t i = 0; i < examples.size(); ++i) lengths[i] = spilled[examples[i]].tokens;
     const auto bins = pack_examples(lengths, length, settings.packing);
 
     ShardWriter writer(directory, name, layout, settings.sequences_per_shard);
@@ -430,7 +470,7 @@ inline SftSplitReport write_sft_split(const std::vector<const TokenizedExample*>
         std::size_t at = 0;
         std::uint16_t segment = 0;
         for (std::size_t i : bin) {
-            const TokenizedExample& example = *examples[i];
+            const TokenizedExample example = load_example(spill, spilled[examples[i]]);
             ++segment;
             std::copy(example.tokens.begin(), example.tokens.end(), tokens.begin() + at);
             std::copy(example.loss_mask.begin(), example.loss_mask.end(), mask.begin() + at);
@@ -476,80 +516,98 @@ SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const T
     const int pad_id = tokenizer.pad_id >= 0 ? tokenizer.pad_id : tokenizer.eos_id;
     SftReport report;
 
-    // Read every dataset, then tokenise all conversations together on all threads.
-    std::vector<SftReadResult> reads;
-    for (const SftDataset& dataset : settings.datasets)
-        reads.push_back(read_sft_dataset(dataset, settings.skip_malformed));
-    std::vector<const Conversation*> all;
-    for (const SftReadResult& read : reads)
-        for (const Conversation& c : read.conversations) all.push_back(&c);
-    std::vector<TokenizedExample> tokenized(all.size());
-    std::vector<std::uint64_t> text_bytes(all.size());
-    lumi::parallel_for(all.size(), threads, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) {
-            tokenized[i] = tokenize(*all[i], settings.chat_template, encode, tokenizer.eos_id);
-            for (const Turn& t : all[i]->turns) text_bytes[i] += t.prompt.size() + t.response.size();
-            text_bytes[i] += all[i]->context.size();
-            for (int id : tokenized[i].tokens)
-                if (id < 0 || static_cast<std::uint32_t>(id) >= tokenizer.vocab_size)
-                    throw lumi::Error(all[i]->origin + ": the encoder returned id " + std::to_string(id) +
-                                      ", outside the vocabulary (size " +
-                                      std::to_string(tokenizer.vocab_size) + ")");
-        }
-    });
-
-    std::vector<const TokenizedExample*> train, val;
-    std::size_t next = 0;
+    // Each dataset is read, tokenised a batch of conversations at a time on all threads and its examples kept
+    // in a scratch file, so memory holds one batch and a few bytes per example.
+    lumi::StagedDirectory staged(settings.output);
+    std::optional<SpillFile> spill;
+    spill.emplace(staged.path() / ".examples");
+    std::vector<detail::SpilledExample> spilled;
+    std::vector<std::size_t> train, val;
+    constexpr std::size_t batch_conversations = 4096;
     for (std::size_t d = 0; d < settings.datasets.size(); ++d) {
         const SftDataset& dataset = settings.datasets[d];
-        SftDatasetReport stats{dataset.path.string(), reads[d].format, reads[d].records,
-                               reads[d].skipped,      reads[d].empty,  reads[d].conversations.size()};
-        std::vector<const TokenizedExample*> candidates;
-        for (std::size_t c = 0; c < reads[d].conversations.size(); ++c, ++next) {
-            TokenizedExample& example = tokenized[next];
-            report.text_bytes += text_bytes[next];
-            if (example.tokens.size() > length) {
-                ++report.truncated;
-                example.tokens.resize(length);
-                example.loss_mask.resize(length);
-                if (std::find(example.loss_mask.begin(), example.loss_mask.end(), 1) ==
-                    example.loss_mask.end()) {
-                    ++report.dropped_no_loss;
+        SftDatasetReport stats;
+        std::vector<std::size_t> candidates;
+        std::vector<Conversation> batch;
+        auto flush = [&] {
+            std::vector<TokenizedExample> tokenized(batch.size());
+            std::vector<std::uint64_t> text_bytes(batch.size());
+            lumi::parallel_for(batch.size(), threads, [&](std::size_t begin, std::size_t end) {
+                for (std::size_t i = begin; i < end; ++i) {
+                    tokenized[i] = tokenize(batch[i], settings.chat_template, encode, tokenizer.eos_id);
+                    for (const Turn& t : batch[i].turns) text_bytes[i] += t.prompt.size() + t.response.size();
+                    text_bytes[i] += batch[i].context.size();
+                    for (int id : tokenized[i].tokens)
+                        if (id < 0 || static_cast<std::uint32_t>(id) >= tokenizer.vocab_size)
+                            throw lumi::Error(batch[i].origin + ": the encoder returned id " +
+                                              std::to_string(id) + ", outside the vocabulary (size " +
+                                              std::to_string(tokenizer.vocab_size) + ")");
+                }
+            });
+            for (std::size_t c = 0; c < batch.size(); ++c) {
+                TokenizedExample& example = tokenized[c];
+                report.text_bytes += text_bytes[c];
+                if (example.tokens.size() > length) {
+                    ++report.truncated;
+                    example.tokens.resize(length);
+                    example.loss_mask.resize(length);
+                    if (std::find(example.loss_mask.begin(), example.loss_mask.end(), 1) ==
+                        example.loss_mask.end()) {
+                        ++report.dropped_no_loss;
+                        continue;
+                    }
+                }
+                const std::size_t id = spilled.size();
+                spilled.push_back(detail::spill_example(*spill, example));
+                // Split by the example's tokens (so a duplicate lands with its twin), before any copies are
+                // made.
+                const std::string_view bytes(reinterpret_cast<const char*>(example.tokens.data()),
+                                             example.tokens.size() * sizeof(int));
+                if (in_validation(bytes, settings.validation_fraction, settings.seed)) {
+                    val.push_back(id);
+                    ++stats.val_examples;
                     continue;
                 }
+                const double whole = std::floor(dataset.weight);
+                std::size_t copies = static_cast<std::size_t>(whole);
+                if (in_validation(bytes, dataset.weight - whole, settings.seed + 1)) ++copies;
+                candidates.insert(candidates.end(), copies, id);
             }
-            // Split by the example's tokens (so a duplicate lands with its twin), before any copies are made.
-            const std::string_view bytes(reinterpret_cast<const char*>(example.tokens.data()),
-                                         example.tokens.size() * sizeof(int));
-            if (in_validation(bytes, settings.validation_fraction, settings.seed)) {
-                val.push_back(&example);
-                ++stats.val_examples;
-                continue;
-            }
-            const double whole = std::floor(dataset.weight);
-            std::size_t copies = static_cast<std::size_t>(whole);
-            if (in_validation(bytes, dataset.weight - whole, settings.seed + 1)) ++copies;
-            candidates.insert(candidates.end(), copies, &example);
-        }
+            batch.clear();
+        };
+        const SftReadResult read =
+            for_each_sft_conversation(dataset, settings.skip_malformed, [&](Conversation conversation) {
+                batch.push_back(std::move(conversation));
+                ++stats.conversations;
+                if (batch.size() == batch_conversations) flush();
+            });
+        flush();
+        stats.path = dataset.path.string();
+        stats.format = read.format;
+        stats.records = read.records;
+        stats.skipped = read.skipped;
+        stats.empty = read.empty;
         // The budget takes a seeded random subset, not the file's first examples.
         const auto order = shuffled_order(static_cast<std::int64_t>(candidates.size()), settings.seed, d);
         for (std::int64_t i : order) {
-            const TokenizedExample* example = candidates[static_cast<std::size_t>(i)];
-            if (dataset.max_tokens > 0 && stats.train_tokens + example->tokens.size() > dataset.max_tokens) {
+            const std::size_t id = candidates[static_cast<std::size_t>(i)];
+            if (dataset.max_tokens > 0 && stats.train_tokens + spilled[id].tokens > dataset.max_tokens) {
                 ++stats.over_budget;
                 continue;
             }
-            stats.train_tokens += example->tokens.size();
+            stats.train_tokens += spilled[id].tokens;
             ++stats.train_examples;
-            train.push_back(example);
+            train.push_back(id);
         }
         report.datasets.push_back(stats);
     }
 
-    lumi::StagedDirectory staged(settings.output);
     const ShardLayout layout{length, tokenizer.vocab_size, tokenizer.sha256, true, true};
-    report.train = detail::write_sft_split(train, settings, layout, pad_id, staged.path(), "train");
-    report.val = detail::write_sft_split(val, settings, layout, pad_id, staged.path(), "val");
+    report.train =
+        detail::write_sft_split(train, spilled, *spill, settings, layout, pad_id, staged.path(), "train");
+    report.val =
+        detail::write_sft_split(val, spilled, *spill, settings, layout, pad_id, staged.path(), "val");
+    spill.reset();  // its scratch file must not reach the output
 
     json::array datasets;
     for (const SftDatasetReport& d : report.datasets)

@@ -562,8 +562,8 @@ class LumiLabImporter {
                     is(0.0)),
                 check("sources.*.trust_remote_code", "lumi runs no data-set code: it reads the files",
                       is(false)),
-                map("sources.*.min_length", "corpus.clean.min_characters (one for every source)"),
-                map("sources.*.max_length", "corpus.clean.max_characters (one for every source)"),
+                map("sources.*.min_length", "corpus.sources[].min_characters"),
+                map("sources.*.max_length", "corpus.sources[].max_characters"),
                 gap("sources.*.require_english", "lumi's corpus stage has no language filter", is(false)),
             });
         // The entries' names are keys of `sources`: recorded as the walk saw the leaves below them.
@@ -586,8 +586,6 @@ class LumiLabImporter {
             c.dedup.shingle_size = d.get<std::uint32_t>("deduplication.shingle_size");
         c.dedup.shingle = data::Shingle::words;
 
-        std::optional<std::uint64_t> min_length, max_length;
-        std::string min_differs, max_differs;
         for (const auto& [name, entry] : sources) {
             const std::string at = "sources." + std::string(name);
             if (!entry.is_object()) d.fail(at, "expected an object describing a data set");
@@ -609,30 +607,10 @@ class LumiLabImporter {
                 assign(d, at + ".chars_per_token", "corpus.budget.chars_per_token", c.budget.chars_per_token,
                        d.get<double>(at + ".chars_per_token"));
             s.license = "https://huggingface.co/datasets/" + d.get<std::string>(at + ".dataset_name");
-            if (const auto v = d.get_optional<std::uint64_t>(at + ".min_length")) {
-                if (min_length && *min_length != *v && min_differs.empty()) min_differs = at + ".min_length";
-                min_length = std::min(min_length.value_or(*v), *v);
-            }
-            if (const auto v = d.get_optional<std::uint64_t>(at + ".max_length")) {
-                if (max_length && *max_length != *v && max_differs.empty()) max_differs = at + ".max_length";
-                max_length = std::max(max_length.value_or(*v), *v);
-            }
+            s.min_characters = d.get_optional<std::uint64_t>(at + ".min_length");
+            s.max_characters = d.get_optional<std::uint64_t>(at + ".max_length");
             c.sources.push_back(std::move(s));
         }
-        // lumi cleans every source alike: differing bounds become the loosest (nothing the original kept is
-        // dropped), when accepted.
-        if (!min_differs.empty())
-            accept_or_refuse(
-                d, min_differs,
-                "lumi has one minimum length for every source (corpus.clean.min_characters, set to the "
-                "smallest)");
-        if (!max_differs.empty())
-            accept_or_refuse(
-                d, max_differs,
-                "lumi has one maximum length for every source (corpus.clean.max_characters, set to the "
-                "largest)");
-        if (min_length) c.clean.min_characters = *min_length;
-        if (max_length) c.clean.max_characters = *max_length;
     }
 
     static std::string text_key(const Document& d, const std::string& key) {
