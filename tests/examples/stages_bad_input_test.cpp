@@ -514,8 +514,9 @@ class BadInputSft : public BadInputDataStages {
     void TearDown() override { EXPECT_FALSE(fs::exists(dir / "sft")); }
 };
 
-TEST_F(BadInputSft, ADatasetThatIsADirectoryIsNamed) {
-    EXPECT_TRUE(refused(prepare(dir), {dir.string() + ": is a directory, expected a file"}));
+TEST_F(BadInputSft, ADatasetFolderWithoutDatasetFilesIsNamed) {
+    write(dir / "notes.txt", "not a dataset");
+    EXPECT_TRUE(refused(prepare(dir), {dir.string() + ": the folder has no dataset files"}));
 }
 
 TEST_F(BadInputSft, AnEmptyDatasetIsNamed) {
