@@ -226,7 +226,8 @@ TEST(PrepareCorpus, DropsExactAndNearDuplicatesAcrossFilesAndSources) {
     // A near-duplicate index with room for one document still compares with it, and says it is full.
     settings.output = dir / "bounded";
     settings.dedup.exact = false;
-    settings.dedup.max_index_bytes = NearDuplicateIndex(128, 0.8).bytes_per_document();
+    const NearDuplicateIndex empty(128, 0.8);
+    settings.dedup.max_index_bytes = empty.bytes() + empty.bytes_per_document();
     const CorpusReport bounded = prepare_corpus(settings);
     EXPECT_EQ(bounded.sources[0].near_duplicates, 2u);  // the edit and the repeat, of the first document
     ASSERT_EQ(bounded.warnings.size(), 1u);

@@ -271,7 +271,11 @@ class NearDuplicateIndex {
     std::uint64_t bytes_per_document() const {
         return 4ULL * permutations_ + 8 + banding_.bands * (4ULL + bytes_per_key);
     }
-    std::uint64_t bytes() const { return ids_.size() * bytes_per_document(); }
+    // What the index holds now: its arrays as allocated and the hash map's nodes and buckets.
+    std::uint64_t bytes() const {
+        return signatures_.capacity() * 4 + ids_.capacity() * 8 + next_.capacity() * 4 +
+               heads_.size() * bytes_per_key + heads_.bucket_count() * sizeof(void*);
+    }
 
     // `insert` false: compare only (the index is full).
     std::optional<std::uint64_t> find_or_insert(std::uint64_t id, std::span<const std::uint32_t> signature,
@@ -304,7 +308,8 @@ class NearDuplicateIndex {
 
   private:
     static constexpr std::uint32_t none = std::numeric_limits<std::uint32_t>::max();
-    static constexpr std::uint64_t bytes_per_key = 40;  // an unordered_map node and its bucket, libstdc++
+    static constexpr std::uint64_t bytes_per_key =
+        48;  // an unordered_map node with malloc's overhead, libstdc++
 
     std::uint32_t permutations_;
     double threshold_;
