@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         const auto report =
-            lumi::data::prepare_preferences(settings, encode, lumi::data::tokenizer_info(tokenizer));
+            lumi::data::prepare_preferences(settings, encode, lumi::data::tokenizer_info(tokenizer), true);
         const auto& m = report.manifest;
         for (const auto& d : m.datasets)
             std::cout << d.path << " (" << lumi::config::enum_name(d.format) << "): " << d.records

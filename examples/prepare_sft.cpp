@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
         const auto tokenizer = lumi::tokenizer::Tokenizer::load(settings.tokenizer);
         const auto encode = [&tokenizer](std::string_view text) { return tokenizer.encode(text); };
         // The effective settings are written inside the output directory (config.json), with the manifest.
-        const auto report = lumi::data::prepare_sft(settings, encode, lumi::data::tokenizer_info(tokenizer));
+        const auto report =
+            lumi::data::prepare_sft(settings, encode, lumi::data::tokenizer_info(tokenizer), true);
 
         for (const auto& d : report.datasets)
             std::cout << d.path << " (" << lumi::config::enum_name(d.format) << "): " << d.records

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -84,6 +85,43 @@ class ProgressBar {
     std::FILE* out_;
     bool terminal_;
     std::chrono::steady_clock::time_point start_, last_;
+};
+
+// A data stage's progress through its input, in MiB with the rate: nothing for inputs under 64 MiB (they take
+// seconds), a ProgressBar above. advance() stays below the total until finish(), since what a stage counts
+// (text read) only approximates the bytes of its files.
+class InputProgress {
+  public:
+    static constexpr std::uint64_t min_bytes = std::uint64_t{64} << 20;
+
+    InputProgress(std::string label, std::uint64_t total_bytes, bool show) : total_(total_bytes) {
+        if (show && total_bytes >= min_bytes) bar_.emplace(std::move(label) + " MiB", mib(total_bytes), 0);
+    }
+
+    void advance(std::uint64_t bytes, const std::string& detail = {}) {
+        done_ += bytes;
+        if (bar_) bar_->update(std::min(mib(done_), mib(total_) - 1), 0, rate() + detail);
+    }
+
+    void finish(const std::string& detail = {}) {
+        if (bar_) bar_->update(mib(total_), 0, rate() + detail);
+        bar_.reset();
+    }
+
+  private:
+    static std::int64_t mib(std::uint64_t bytes) { return static_cast<std::int64_t>(bytes >> 20); }
+
+    std::string rate() const {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+        char text[32];
+        std::snprintf(text, sizeof text, "%.1f MiB/s", double(done_) / (1 << 20) / std::max(seconds, 1e-9));
+        return text;
+    }
+
+    std::uint64_t total_, done_ = 0;
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+    std::optional<ProgressBar> bar_;
 };
 
 }  // namespace lumi

@@ -465,9 +465,6 @@ class CorpusBuilder {
     bool full_ = false;
 };
 
-// Inputs smaller than this take seconds: no progress lines.
-inline constexpr std::uint64_t progress_min_bytes = 64ULL << 20;
-
 struct ReadTask {
     std::uint32_t source;
     std::filesystem::path file;
@@ -495,7 +492,7 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
         }
     }
     // Progress in MiB of source files read.
-    std::uint64_t total_bytes = 0, done_bytes = 0;
+    std::uint64_t total_bytes = 0;
     std::vector<std::uint64_t> sizes;
     for (const ReadTask& task : tasks) {
         std::error_code error;
@@ -503,17 +500,9 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
         if (error) sizes.back() = 0;
         total_bytes += sizes.back();
     }
-    std::optional<ProgressBar> progress;
-    if (show_progress && total_bytes >= progress_min_bytes)
-        progress.emplace("corpus MiB", std::int64_t(total_bytes >> 20), 0);
-    const auto started = std::chrono::steady_clock::now();
+    InputProgress progress("corpus", total_bytes, show_progress);
     auto advance = [&](std::size_t task) {
-        done_bytes += sizes[task];
-        if (!progress) return;
-        const double mib = double(done_bytes) / (1 << 20);
-        progress->update(std::int64_t(done_bytes >> 20), 0,
-                         fixed(mib / std::max(since(started), 1e-9), 1) + " MiB/s, " +
-                             grouped(builder.entries().size()) + " documents kept");
+        progress.advance(sizes[task], ", " + grouped(builder.entries().size()) + " unique documents");
     };
     auto options_of = [&](const ReadTask& task) {
         const CorpusSource& source = settings.sources[task.source];
@@ -589,6 +578,7 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
         }
         t = end;
     }
+    progress.finish(", " + grouped(builder.entries().size()) + " unique documents");
 
     for (std::size_t s = 0; s < settings.sources.size(); ++s) {
         SourceReport& stats = report.sources[s];

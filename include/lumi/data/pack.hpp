@@ -16,11 +16,9 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -203,7 +201,7 @@ class TokenStream {
 }  // namespace detail
 
 // Packs settings.corpus into settings.output (replaced atomically). Returns what it wrote.
-// `show_progress`: a bar on stderr (plain lines when it is not a terminal) for corpora of 64 MiB or more.
+// `show_progress`: lumi::InputProgress on stderr.
 template <Encoder Encode>
 PackReport pack_dataset(const PackSettings& settings, const Encode& encode, const TokenizerInfo& tokenizer,
                         bool show_progress = false) {
@@ -226,10 +224,7 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
         const std::uint64_t size = fs::file_size(file, error);
         total_bytes += error ? 0 : size;
     }
-    std::optional<lumi::ProgressBar> progress;
-    if (show_progress && total_bytes >= (64ULL << 20))
-        progress.emplace("pack MiB", std::int64_t(total_bytes >> 20), 0);
-    std::uint64_t done_bytes = 0;  // of the files, estimated from the text read
+    lumi::InputProgress progress("pack", total_bytes, show_progress);
 
     struct Document {
         std::string text;
@@ -243,6 +238,7 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
         lumi::parallel_for(batch.size(), threads, [&](std::size_t begin, std::size_t end) {
             for (std::size_t i = begin; i < end; ++i) ids[i] = encode(std::string_view(batch[i].text));
         });
+        std::uint64_t bytes = 0;  // of the batch's lines: each text and its `{"text": ""}`
         for (std::size_t i = 0; i < batch.size(); ++i) {
             for (int id : ids[i])
                 if (id < 0 || static_cast<std::uint32_t>(id) >= tokenizer.vocab_size)
@@ -251,18 +247,10 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
                                       ", outside the vocabulary (size " +
                                       std::to_string(tokenizer.vocab_size) + ")");
             (batch[i].validation ? val : train).add_document(ids[i], tokenizer.eos_id);
-            done_bytes += batch[i].text.size() + 12;  // the text and its JSON line's `{"text": ""}`
+            bytes += batch[i].text.size() + 12;
         }
         batch.clear();
-        if (progress) {
-            const double seconds =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            char rate[32];
-            std::snprintf(rate, sizeof rate, "%.1f MiB/s",
-                          double(done_bytes) / (1 << 20) / std::max(seconds, 1e-9));
-            progress->update(std::min(std::int64_t(done_bytes >> 20), std::int64_t(total_bytes >> 20) - 1), 0,
-                             rate);
-        }
+        progress.advance(bytes);
     };
 
     for (const fs::path& file : files) {
@@ -282,7 +270,7 @@ PackReport pack_dataset(const PackSettings& settings, const Encode& encode, cons
     }
     report.train = train.finish();
     report.val = val.finish();
-    if (progress) progress->update(std::int64_t(total_bytes >> 20), 0, "done");
+    progress.finish();
 
     json::object manifest{
         {"kind", "lumi.packed"},

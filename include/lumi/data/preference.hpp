@@ -28,6 +28,7 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
+#include "lumi/core/progress.hpp"
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
 #include "lumi/data/records.hpp"
@@ -437,9 +438,10 @@ class PreferenceSplitWriter {
 
 // Reads, renders, tokenises, truncates and deduplicates settings.datasets into settings.output (replaced
 // atomically).
+// `show_progress`: lumi::InputProgress on stderr.
 template <Encoder Encode>
 PreferenceReport prepare_preferences(const PreferenceSettings& settings, const Encode& encode,
-                                     const TokenizerInfo& tokenizer) {
+                                     const TokenizerInfo& tokenizer, bool show_progress = false) {
     settings.validate();
     if (settings.datasets.empty()) throw config::FieldError("datasets", "must list at least one dataset");
     check_tokenizer(tokenizer);
@@ -460,6 +462,7 @@ PreferenceReport prepare_preferences(const PreferenceSettings& settings, const E
         return std::string_view(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int));
     };
     constexpr std::size_t batch_pairs = 4096;
+    lumi::InputProgress progress("dpo", dataset_bytes(settings.datasets), show_progress);
     for (std::size_t d = 0; d < settings.datasets.size(); ++d) {
         PreferenceDatasetReport stats;
         std::vector<PreferencePair> batch;
@@ -477,6 +480,12 @@ PreferenceReport prepare_preferences(const PreferenceSettings& settings, const E
                                                   std::to_string(tokenizer.vocab_size) + ")");
                 }
             });
+            std::uint64_t bytes = 0;
+            for (const PreferencePair& pair : batch) {
+                bytes += pair.chosen.size() + pair.rejected.size() + pair.prompt.context.size();
+                for (const Turn& turn : pair.prompt.turns) bytes += turn.prompt.size() + turn.response.size();
+            }
+            progress.advance(bytes);
             for (TokenizedPair& pair : tokenized) {
                 const Truncation cut =
                     truncate_pair(pair, settings.sequence_length, settings.max_prompt_tokens);
@@ -520,6 +529,7 @@ PreferenceReport prepare_preferences(const PreferenceSettings& settings, const E
         stats.empty = read.empty;
         manifest.datasets.push_back(stats);
     }
+    progress.finish();
     if (train.pairs() == 0)
         throw lumi::Error("prepare_dpo: no training pairs are left (" +
                           std::to_string(manifest.dropped.identical) + " identical, " +

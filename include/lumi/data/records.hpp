@@ -81,6 +81,24 @@ inline std::vector<std::filesystem::path> dataset_files(const std::filesystem::p
     return files;
 }
 
+// The bytes of every dataset's files (what a stage's progress counts against); unreadable paths count 0, as
+// reading them reports.
+template <class Datasets>
+std::uint64_t dataset_bytes(const Datasets& datasets) {
+    std::uint64_t total = 0;
+    for (const auto& dataset : datasets) {
+        try {
+            for (const std::filesystem::path& file : dataset_files(dataset.path)) {
+                std::error_code error;
+                const std::uint64_t size = std::filesystem::file_size(file, error);
+                total += error ? 0 : size;
+            }
+        } catch (const lumi::Error&) {
+        }
+    }
+    return total;
+}
+
 namespace detail {
 
 // Up to `size` first bytes of a file (an error naming it when it cannot be opened).

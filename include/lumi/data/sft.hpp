@@ -33,6 +33,7 @@
 #include "lumi/core/error.hpp"
 #include "lumi/core/files.hpp"
 #include "lumi/core/parallel.hpp"
+#include "lumi/core/progress.hpp"
 #include "lumi/data/chat_template.hpp"
 #include "lumi/data/pack.hpp"
 #include "lumi/data/packed.hpp"
@@ -506,8 +507,10 @@ inline json::object sft_split_json(const SftSplitReport& report) {
 }  // namespace detail
 
 // Reads, templates, tokenises and packs settings.datasets into settings.output (replaced atomically).
+// `show_progress`: lumi::InputProgress on stderr.
 template <Encoder Encode>
-SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const TokenizerInfo& tokenizer) {
+SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const TokenizerInfo& tokenizer,
+                      bool show_progress = false) {
     settings.validate();
     check_tokenizer(tokenizer);
     const auto start = std::chrono::steady_clock::now();
@@ -524,6 +527,7 @@ SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const T
     std::vector<detail::SpilledExample> spilled;
     std::vector<std::size_t> train, val;
     constexpr std::size_t batch_conversations = 4096;
+    lumi::InputProgress progress("sft", dataset_bytes(settings.datasets), show_progress);
     for (std::size_t d = 0; d < settings.datasets.size(); ++d) {
         const SftDataset& dataset = settings.datasets[d];
         SftDatasetReport stats;
@@ -574,6 +578,9 @@ SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const T
                 candidates.insert(candidates.end(), copies, id);
             }
             batch.clear();
+            std::uint64_t bytes = 0;
+            for (std::uint64_t b : text_bytes) bytes += b;
+            progress.advance(bytes);
         };
         const SftReadResult read =
             for_each_sft_conversation(dataset, settings.skip_malformed, [&](Conversation conversation) {
@@ -602,6 +609,7 @@ SftReport prepare_sft(const SftSettings& settings, const Encode& encode, const T
         report.datasets.push_back(stats);
     }
 
+    progress.finish();
     const ShardLayout layout{length, tokenizer.vocab_size, tokenizer.sha256, true, true};
     report.train =
         detail::write_sft_split(train, spilled, *spill, settings, layout, pad_id, staged.path(), "train");
