@@ -190,7 +190,7 @@ TEST(BadInputParquet, ErrorsNameTheFileRowGroupAndColumn) {
     EXPECT_CONTAINS(error_of([] { read_records(written("corpus.parquet")); }),
                     "corpus.parquet: row 18 (row group 1): the \"text\" cell is null");
     EXPECT_CONTAINS(error_of([] { read_records(written("corrupt.parquet")); }),
-                    "corrupt.parquet: row group 1: cannot read");
+                    "corrupt.parquet: row group 1, column 'text': cannot read");
     EXPECT_CONTAINS(error_of([] { read_records(written("truncated.parquet")); }),
                     "truncated.parquet: not a readable Parquet file");
     EXPECT_CONTAINS(

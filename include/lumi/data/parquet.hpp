@@ -107,9 +107,11 @@ class ParquetFile {
         return out;
     }
 
-    std::shared_ptr<arrow::Table> read(int row_group, const std::vector<int>& leaves) const {
+    // `what` names the columns for the error: "column 'text'", "its columns".
+    std::shared_ptr<arrow::Table> read(int row_group, const std::vector<int>& leaves,
+                                       const std::string& what) const {
         const std::string where =
-            file_.string() + ": row group " + std::to_string(row_group) + ": cannot read";
+            file_.string() + ": row group " + std::to_string(row_group) + ", " + what + ": cannot read";
         try {
             return parquet_ok(reader_->ReadRowGroup(row_group, leaves), where);
         } catch (const lumi::Error&) {
@@ -227,7 +229,7 @@ void for_each_parquet_text(const std::filesystem::path& file, const std::string&
     const std::vector<int> leaves = parquet.leaves(std::span(&column, 1));
     std::uint64_t row = 0;
     for (int g = 0; g < parquet.row_groups(); ++g) {
-        const std::shared_ptr<arrow::Table> table = parquet.read(g, leaves);
+        const std::shared_ptr<arrow::Table> table = parquet.read(g, leaves, "column '" + column + "'");
         const std::shared_ptr<arrow::ChunkedArray> cells = table->column(0);
         for (const auto& chunk : cells->chunks()) {
             std::string_view text;
@@ -254,7 +256,7 @@ void for_each_parquet_row(const std::filesystem::path& file, std::span<const std
     const std::vector<int> leaves = parquet.leaves(columns);
     std::uint64_t row = 0;
     for (int g = 0; g < parquet.row_groups(); ++g) {
-        const std::shared_ptr<arrow::Table> table = parquet.read(g, leaves);
+        const std::shared_ptr<arrow::Table> table = parquet.read(g, leaves, "its columns");
         // Cells by column, chunk and offset; chunks of one table may split rows differently per column.
         const int width = table->num_columns();
         std::vector<int> chunk(width, 0);
