@@ -491,32 +491,35 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
             }
         }
     }
-    // Progress in MiB of source files read.
+    // Each file's size (for batches and progress) and format, looked at once: a detected format is resolved
+    // here, so the readers need not open the file to detect it again.
     std::uint64_t total_bytes = 0;
     std::vector<std::uint64_t> sizes;
+    std::vector<SourceFormat> formats;
     for (const ReadTask& task : tasks) {
         std::error_code error;
         sizes.push_back(std::filesystem::file_size(task.file, error));
         if (error) sizes.back() = 0;
         total_bytes += sizes.back();
+        const SourceFormat format = settings.sources[task.source].format;
+        formats.push_back(reads_as_parquet(task.file, format) ? SourceFormat::parquet
+                          : format == SourceFormat::detect    ? detect_format(task.file)
+                                                              : format);
     }
     InputProgress progress("corpus", total_bytes, show_progress);
     auto advance = [&](std::size_t task) {
         progress.advance(sizes[task], ", " + grouped(builder.entries().size()) + " unique documents");
     };
-    auto options_of = [&](const ReadTask& task) {
-        const CorpusSource& source = settings.sources[task.source];
-        return ReadOptions{source.format,
+    auto options_of = [&](std::size_t t) {
+        const CorpusSource& source = settings.sources[tasks[t].source];
+        return ReadOptions{formats[t],
                            source.compression,
                            source.unit,
                            source.text_field,
                            settings.errors.malformed_records == OnError::skip,
                            settings.max_file_bytes};
     };
-    auto parquet = [&](const ReadTask& task) {
-        const SourceFormat format = settings.sources[task.source].format;
-        return format == SourceFormat::parquet || (format == SourceFormat::detect && is_parquet(task.file));
-    };
+    auto parquet = [&](std::size_t t) { return formats[t] == SourceFormat::parquet; };
     auto failed = [&](const ReadTask& task, const std::string& what) {
         SourceReport& stats = report.sources[task.source];
         if (settings.errors.bad_files == OnError::fail)
@@ -536,10 +539,10 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
     };
 
     for (std::size_t t = 0; t < tasks.size();) {
-        if (parquet(tasks[t])) {
+        if (parquet(t)) {
             // A damaged file fails where the damage is: with bad_files = skip, its earlier row groups stay.
             try {
-                read_record_batches(tasks[t].file, options_of(tasks[t]), settings.batch_bytes,
+                read_record_batches(tasks[t].file, options_of(t), settings.batch_bytes,
                                     [&](FileRecords& batch) { take(batch, tasks[t].source); });
                 ++report.sources[tasks[t].source].files;
             } catch (const StageError&) {
@@ -552,7 +555,7 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
             continue;
         }
         std::size_t end = t;
-        for (std::uint64_t bytes = 0; end < tasks.size() && !parquet(tasks[end]); ++end) {
+        for (std::uint64_t bytes = 0; end < tasks.size() && !parquet(end); ++end) {
             if (end > t && bytes + sizes[end] > settings.batch_bytes) break;
             bytes += sizes[end];
         }
@@ -561,7 +564,7 @@ inline void read_sources(const CorpusSettings& settings, std::size_t threads, Co
         parallel_for(end - t, threads, [&](std::size_t begin, std::size_t stop) {
             for (std::size_t k = begin; k < stop; ++k) {
                 try {
-                    results[k] = read_records(tasks[t + k].file, options_of(tasks[t + k]));
+                    results[k] = read_records(tasks[t + k].file, options_of(t + k));
                 } catch (const lumi::Error& error) {
                     failures[k] = error.what();
                 }

@@ -29,8 +29,35 @@ class RecordError : public lumi::Error {
     using lumi::Error::Error;
 };
 
-// Calls f(value, line) for every non-blank line of a JSONL file. A malformed line, or a RecordError thrown
-// by f, is an error naming file:line, or is skipped and counted when `skip_malformed`. Returns the count.
+namespace detail {
+
+// One JSON Lines line, parsed and handed to f(value); false when it is skipped (malformed, or f threw a
+// RecordError) with `skip_malformed`, else either is an error naming `where` (file:line).
+template <class F>
+bool jsonl_line(std::string_view line, const std::string& where, bool skip_malformed,
+                json::stream_parser& parser, F&& f) {
+    parser.reset();
+    json::error_code error;
+    const std::size_t consumed = parser.write(line.data(), line.size(), error);
+    if (!error) parser.finish(error);
+    if (error) {
+        if (skip_malformed) return false;
+        throw lumi::Error(where + ":" + std::to_string(consumed + 1) + ": invalid JSON: " + error.message());
+    }
+    try {
+        f(parser.release());
+    } catch (const RecordError& e) {
+        if (!skip_malformed) throw lumi::Error(where + ": " + e.what());
+        return false;
+    }
+    return true;
+}
+
+}  // namespace detail
+
+// Calls f(value, line) for every non-blank line of a JSONL file, read a line at a time. A malformed line, or
+// a RecordError thrown by f, is an error naming file:line, or is skipped and counted when `skip_malformed`.
+// Returns the count.
 template <class F>
 std::uint64_t for_each_jsonl(const std::filesystem::path& file, bool skip_malformed, F&& f) {
     std::ifstream in = lumi::open_file(file);
@@ -41,25 +68,9 @@ std::uint64_t for_each_jsonl(const std::filesystem::path& file, bool skip_malfor
         ++number;
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        const std::string where = file.string() + ":" + std::to_string(number);
-        parser.reset();
-        json::error_code error;
-        const std::size_t consumed = parser.write(line.data(), line.size(), error);
-        if (!error) parser.finish(error);
-        if (error) {
-            if (skip_malformed) {
-                ++skipped;
-                continue;
-            }
-            throw lumi::Error(where + ":" + std::to_string(consumed + 1) +
-                              ": invalid JSON: " + error.message());
-        }
-        try {
-            f(parser.release(), number);
-        } catch (const RecordError& e) {
-            if (!skip_malformed) throw lumi::Error(where + ": " + e.what());
+        if (!detail::jsonl_line(line, file.string() + ":" + std::to_string(number), skip_malformed, parser,
+                                [&](const json::value& record) { f(record, number); }))
             ++skipped;
-        }
     }
     if (in.bad()) throw lumi::Error(file.string() + ": read error");
     return skipped;
@@ -110,7 +121,8 @@ inline std::string file_head(const std::filesystem::path& file, std::size_t size
     return head;
 }
 
-// Calls f(record, origin) for each record of a JSON array or JSON lines text; returns the records skipped.
+// Calls f(record, origin) for each record of a JSON array or JSON lines text (a compressed file's, or an
+// array's, read whole); returns the records skipped.
 template <class F>
 std::uint64_t for_each_json_record(const std::string& text, const std::string& file, bool skip_malformed,
                                    F&& f) {
@@ -146,21 +158,13 @@ std::uint64_t for_each_json_record(const std::string& text, const std::string& f
             if (!call(array[i], file + "[" + std::to_string(i) + "]")) ++skipped;
         return skipped;
     }
+    json::stream_parser parser;
     for_each_line(text, [&](std::string_view line, std::uint64_t number) {
         if (blank(line)) return;
         const std::string origin = file + ":" + std::to_string(number);
-        json::error_code error;
-        std::size_t consumed = 0;
-        const json::value record = parse(line, error, consumed);
-        if (error) {
-            if (skip_malformed) {
-                ++skipped;
-                return;
-            }
-            throw lumi::Error(origin + ":" + std::to_string(consumed + 1) +
-                              ": invalid JSON: " + error.message());
-        }
-        if (!call(record, origin)) ++skipped;
+        if (!jsonl_line(line, origin, skip_malformed, parser,
+                        [&](const json::value& record) { f(record, origin); }))
+            ++skipped;
     });
     return skipped;
 }
@@ -176,8 +180,19 @@ std::uint64_t for_each_dataset_record(const std::filesystem::path& path, bool sk
     std::uint64_t skipped = 0;
     for (const std::filesystem::path& file : dataset_files(path)) {
         if (!is_parquet(file)) {
-            skipped +=
-                detail::for_each_json_record(read_decompressed(file), file.string(), skip_malformed, f);
+            // Plain JSON Lines stream a line at a time; an array or a compressed file is read whole.
+            const std::string head = detail::file_head(file, 4096);
+            const std::size_t first = head.find_first_not_of(" \t\r\n");
+            if (first != std::string::npos && head[first] != '[' &&
+                detect_compression(file, head) == Compression::none) {
+                skipped +=
+                    for_each_jsonl(file, skip_malformed, [&](const json::value& record, std::uint64_t line) {
+                        f(record, file.string() + ":" + std::to_string(line));
+                    });
+            } else {
+                skipped +=
+                    detail::for_each_json_record(read_decompressed(file), file.string(), skip_malformed, f);
+            }
             continue;
         }
         for_each_parquet_row(file, {}, [&](const json::value& record, std::uint64_t row, int row_group) {

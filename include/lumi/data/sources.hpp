@@ -204,6 +204,12 @@ inline SourceFormat detect_format(const std::filesystem::path& file) {
     return inner == ".jsonl" || inner == ".ndjson" ? SourceFormat::jsonl : SourceFormat::text;
 }
 
+// Whether a source file of this format is read as Parquet: set so, or detected (data/parquet.hpp's
+// is_parquet).
+inline bool reads_as_parquet(const std::filesystem::path& file, SourceFormat format) {
+    return format == SourceFormat::parquet || (format == SourceFormat::detect && is_parquet(file));
+}
+
 // The file's bytes, decompressed; a corrupt or truncated stream is an error naming the file and offset.
 // Both the file and its decompressed bytes are bounded by `max_bytes`.
 inline std::string read_decompressed(const std::filesystem::path& file,
@@ -293,8 +299,7 @@ void read_parquet_records(const std::filesystem::path& file, const ReadOptions& 
 inline FileRecords read_records(const std::filesystem::path& file, const ReadOptions& options = {}) {
     namespace json = boost::json;
     FileRecords out;
-    if (options.format == SourceFormat::parquet ||
-        (options.format == SourceFormat::detect && is_parquet(file))) {
+    if (reads_as_parquet(file, options.format)) {
         detail::read_parquet_records(file, options, options.max_bytes, 0,
                                      [&](FileRecords& all) { out = std::move(all); });
         return out;
@@ -368,8 +373,7 @@ inline FileRecords read_records(const std::filesystem::path& file, const ReadOpt
 template <class F>
 void read_record_batches(const std::filesystem::path& file, const ReadOptions& options,
                          std::uint64_t batch_bytes, F&& f) {
-    if (options.format == SourceFormat::parquet ||
-        (options.format == SourceFormat::detect && is_parquet(file))) {
+    if (reads_as_parquet(file, options.format)) {
         detail::read_parquet_records(file, options, std::numeric_limits<std::uint64_t>::max(), batch_bytes,
                                      f);
         return;
